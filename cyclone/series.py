@@ -1,0 +1,142 @@
+"""Data types shared by every layer: points, series metadata, per-key results.
+
+Inside the engine, points are numpy arrays (int64 timestamps, float64
+values). Protocol layers convert to and from their wire forms; stores pass
+these objects around unchanged. Every per-key result carries its own
+`Error` (or None) so one bad key never fails a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Aggregation method ids: identical to whisper's on-disk ids.
+AGGREGATION_METHODS: dict[str, int] = {
+    "average": 1,
+    "sum": 2,
+    "last": 3,
+    "max": 4,
+    "min": 5,
+    "avg_zero": 6,
+    "absmax": 7,
+    "absmin": 8,
+}
+AGGREGATION_NAMES: dict[int, str] = {v: k for k, v in AGGREGATION_METHODS.items()}
+
+
+@dataclass
+class Error:
+    """A per-key (or per-pattern) error. `recoverable` means a retry may work."""
+
+    description: str
+    recoverable: bool = False
+    ignored: bool = False
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class CycloneError(Exception):
+    """An error that maps to one `Error` result for one key or request."""
+
+    def __init__(self, description: str, recoverable: bool = False):
+        super().__init__(description)
+        self.description = description
+        self.recoverable = recoverable
+
+    def to_error(self) -> Error:
+        return Error(self.description, self.recoverable)
+
+
+@dataclass(frozen=True)
+class ArchiveArg:
+    """One archive: seconds per point (`precision`) and number of `points`."""
+
+    precision: int
+    points: int
+
+
+@dataclass
+class SeriesMetadata:
+    archive_args: list[ArchiveArg]
+    x_files_factor: float = 0.5
+    agg_method: int = 1
+
+    def archive_tuples(self) -> list[tuple[int, int]]:
+        return [(a.precision, a.points) for a in self.archive_args]
+
+
+@dataclass
+class Points:
+    """A batch of points for one key. NaN values mean "delete this point"."""
+
+    timestamps: np.ndarray  # int64
+    values: np.ndarray  # float64
+
+    def __post_init__(self) -> None:
+        self.timestamps = np.asarray(self.timestamps, dtype=np.int64)
+        self.values = np.asarray(self.values, dtype=np.float64)
+        if self.timestamps.shape != self.values.shape:
+            raise ValueError("timestamps and values differ in length")
+
+    @classmethod
+    def from_pairs(cls, pairs) -> "Points":
+        pairs = list(pairs)
+        if not pairs:
+            return cls.empty()
+        ts, vals = zip(*pairs)
+        return cls(np.array(ts, dtype=np.int64), np.array(vals, dtype=np.float64))
+
+    @classmethod
+    def empty(cls) -> "Points":
+        return cls(np.empty(0, np.int64), np.empty(0, np.float64))
+
+    def __len__(self) -> int:
+        return int(self.timestamps.shape[0])
+
+    def pairs(self) -> list[tuple[int, float]]:
+        return list(zip(self.timestamps.tolist(), self.values.tolist()))
+
+
+@dataclass
+class ReadResult:
+    """Dense read of one series: values[i] is at start_time + i * step; NaN = gap."""
+
+    error: Error | None = None
+    start_time: int = 0
+    end_time: int = 0
+    step: int = 0
+    values: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+
+    def datapoints(self) -> list[tuple[int, float]]:
+        """Non-null points as (timestamp, value) pairs."""
+        if self.step == 0 or len(self.values) == 0:
+            return []
+        mask = ~np.isnan(self.values)
+        ts = self.start_time + np.nonzero(mask)[0] * self.step
+        return list(zip(ts.tolist(), self.values[mask].tolist()))
+
+    def values_or_none(self) -> list[float | None]:
+        return [None if v != v else v for v in self.values.tolist()]
+
+
+@dataclass
+class ReadAllResult:
+    error: Error | None = None
+    metadata: SeriesMetadata | None = None
+    points: Points = field(default_factory=Points.empty)
+
+
+@dataclass
+class FindResult:
+    error: Error | None = None
+    results: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeleteResult:
+    error: Error | None = None
+    disk_series_deleted: int = 0
+    buffer_series_deleted: int = 0
