@@ -32,8 +32,11 @@ bench: $(STAMP_TEST)
 thrift:
 	command -v thrift >/dev/null || (apt-get update && apt-get install -y thrift-compiler)
 	rm -rf thrift/gen-py.new && mkdir -p thrift/gen-py.new
-	thrift --gen py:package_prefix=cyclone.thrift_gen. -out thrift/gen-py.new thrift/cyclone_if.thrift
-	@echo "generated into thrift/gen-py.new"
+	thrift --gen py -out thrift/gen-py.new thrift/cyclone_if.thrift
+	mkdir -p thrift/gen-py && rm -rf thrift/gen-py/cyclone_if
+	mv thrift/gen-py.new/cyclone_if thrift/gen-py/cyclone_if
+	rm -rf thrift/gen-py.new
+	@echo "generated thrift/gen-py/cyclone_if (import name: cyclone_if)"
 
 clean:
 	rm -rf $(VENV) build *.egg-info
