@@ -1,0 +1,715 @@
+"""DiskStore and CachedDiskStore: series as whisper files under one directory.
+
+Key `a.b.c` lives at `<directory>/a/b/c.wsp` (mapping and validation in
+`cyclone.patterns`, which never lets a key escape the directory). Byte
+layout and arithmetic live in `cyclone.store.whisper`; this module owns
+files, directories, descriptors and locking:
+
+- an LRU of open file descriptors (`open_file_cache_size`); an evicted
+  descriptor is closed once no thread is using it;
+- striped per-key locks, so two threads never touch one file at once;
+- DiskStore re-reads the header on every call (other processes may edit
+  files underneath it); CachedDiskStore also caches headers (`file_limit`)
+  and directory listings (`directory_limit`), assuming it is the only
+  writer of its directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+import cachetools
+import numpy as np
+
+from cyclone import patterns
+from cyclone.series import (
+    AGGREGATION_NAMES,
+    ArchiveArg,
+    CycloneError,
+    DeleteResult,
+    Error,
+    FindResult,
+    Points,
+    ReadAllResult,
+    ReadResult,
+    SeriesMetadata,
+)
+from cyclone.store import whisper
+from cyclone.store.autocreate import AutocreateRules
+from cyclone.store.base import Store, timed
+
+SUFFIX = ".wsp"
+LOCK_STRIPES = 1024
+
+
+class _Handle:
+    """An open descriptor shared by threads; closed when retired and unused."""
+
+    __slots__ = ("fd", "users", "retired")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 0
+        self.retired = False
+
+
+class _FdCache(cachetools.LRUCache):
+    def __init__(self, maxsize: int, on_evict) -> None:
+        super().__init__(maxsize=max(1, maxsize))
+        self._on_evict = on_evict
+
+    def popitem(self):
+        key, handle = super().popitem()
+        self._on_evict(handle)
+        return key, handle
+
+
+def dedupe_last_wins(points: Points) -> Points:
+    """Keep the last occurrence of each timestamp (input order), sorted by time."""
+    ts = points.timestamps
+    if len(ts) <= 1:
+        return points
+    rev_ts = ts[::-1]
+    uniq, idx = np.unique(rev_ts, return_index=True)
+    if len(uniq) == len(ts) and np.all(ts[1:] > ts[:-1]):
+        return points
+    return Points(uniq, points.values[::-1][idx])
+
+
+class DiskStore(Store):
+    live_fields = ("open_file_cache_size",)
+
+    def __init__(
+        self,
+        directory: str,
+        autocreate: AutocreateRules | None = None,
+        open_file_cache_size: int = 1024,
+    ) -> None:
+        super().__init__()
+        self.directory = os.path.abspath(directory)
+        os.makedirs(self.directory, exist_ok=True)
+        self.autocreate = autocreate if autocreate is not None else AutocreateRules()
+        self._key_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
+        self._fd_lock = threading.Lock()
+        self._open_file_cache_size = open_file_cache_size
+        self._fds = _FdCache(open_file_cache_size, self._retire)
+
+    # -- config ------------------------------------------------------------
+    @property
+    def open_file_cache_size(self) -> int:
+        return self._open_file_cache_size
+
+    @open_file_cache_size.setter
+    def open_file_cache_size(self, size: int) -> None:
+        with self._fd_lock:
+            self._open_file_cache_size = size
+            new = _FdCache(size, self._retire)
+            for key, handle in list(self._fds.items())[-max(1, size):]:
+                new[key] = handle
+            for key, handle in list(self._fds.items()):
+                if key not in new:
+                    self._retire(handle)
+            self._fds = new
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self.directory})"
+
+    # -- descriptors and locks -----------------------------------------
+    def _lock_for(self, key: str) -> threading.Lock:
+        return self._key_locks[hash(key) % LOCK_STRIPES]
+
+    @contextmanager
+    def _locked(self, *keys: str) -> Iterator[None]:
+        locks = sorted({id(l): l for l in (self._lock_for(k) for k in keys)}.items())
+        for _, lock in locks:
+            lock.acquire()
+        try:
+            yield
+        finally:
+            for _, lock in reversed(locks):
+                lock.release()
+
+    def _retire(self, handle: _Handle) -> None:
+        # called with _fd_lock held
+        handle.retired = True
+        if handle.users == 0:
+            os.close(handle.fd)
+
+    def _acquire_fd(self, key: str, path: str) -> _Handle:
+        """Open (or reuse) the descriptor of an existing file; FileNotFoundError if none."""
+        with self._fd_lock:
+            handle = self._fds.get(key)
+            if handle is not None:
+                handle.users += 1
+                self.stats_counters.add("fd_cache_hits")
+                return handle
+        fd = os.open(path, os.O_RDWR)
+        self.stats_counters.add("fd_cache_misses")
+        handle = _Handle(fd)
+        handle.users = 1
+        with self._fd_lock:
+            existing = self._fds.get(key)
+            if existing is not None:
+                # another thread opened it meanwhile (different stripe lock holder)
+                existing.users += 1
+                os.close(fd)
+                return existing
+            self._fds[key] = handle
+        return handle
+
+    def _release_fd(self, handle: _Handle) -> None:
+        with self._fd_lock:
+            handle.users -= 1
+            if handle.retired and handle.users == 0:
+                os.close(handle.fd)
+
+    def _forget(self, key: str) -> None:
+        """Drop cached state of a key whose file was replaced or removed."""
+        with self._fd_lock:
+            handle = self._fds.pop(key, None)
+            if handle is not None:
+                self._retire(handle)
+        self._forget_header(key)
+
+    # header caching is a CachedDiskStore feature
+    def _header(self, key: str, fd: int, path: str) -> whisper.Header:
+        return whisper.read_header(fd, path)
+
+    def _remember_header(self, key: str, header: whisper.Header) -> None:
+        pass
+
+    def _forget_header(self, key: str) -> None:
+        pass
+
+    # directory listing caching is a CachedDiskStore feature
+    def _list_dir(self, relpath: str) -> tuple[list[str], list[str]]:
+        """(subdirectory names, series names) of a directory relative to the root."""
+        return self._scan_dir(relpath)
+
+    def _scan_dir(self, relpath: str) -> tuple[list[str], list[str]]:
+        dirs: list[str] = []
+        files: list[str] = []
+        try:
+            with os.scandir(os.path.join(self.directory, relpath)) as it:
+                for entry in it:
+                    name = entry.name
+                    if name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        dirs.append(name)
+                    elif name.endswith(SUFFIX) and entry.is_file(follow_symlinks=False):
+                        files.append(name[: -len(SUFFIX)])
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        dirs.sort()
+        files.sort()
+        return dirs, files
+
+    def _listing_changed(self, relpath: str) -> None:
+        pass
+
+    def _subtree_removed(self, relpath: str) -> None:
+        pass
+
+    # -- file-level helpers ------------------------------------------------
+    def _path(self, key: str) -> str:
+        return patterns.key_to_path(self.directory, key)
+
+    @contextmanager
+    def _open_series(self, key: str, path: str,
+                     create: bool = False) -> Iterator[tuple[int, whisper.Header]]:
+        """Yield (fd, header) of a series; caller holds the key lock.
+
+        With `create`, a missing series is made by the first matching
+        autocreate rule (CycloneError if none matches); otherwise a missing
+        series raises FileNotFoundError.
+        """
+        try:
+            handle = self._acquire_fd(key, path)
+        except FileNotFoundError:
+            if not create:
+                raise
+            metadata = self.autocreate.metadata_for(key)
+            if metadata is None:
+                self.stats_counters.add("autocreate_refused")
+                raise CycloneError(f"{key}: series does not exist and no autocreate rule matches")
+            try:
+                self._create(key, path, metadata)
+            except FileExistsError:
+                pass
+            handle = self._acquire_fd(key, path)
+        try:
+            try:
+                header = self._header(key, handle.fd, path)
+            except whisper.CorruptWhisperFile:
+                self._forget(key)
+                raise
+            yield handle.fd, header
+        finally:
+            self._release_fd(handle)
+
+    def _create(self, key: str, path: str, metadata: SeriesMetadata) -> None:
+        """Create a new series file; caller holds the key lock. Exists -> FileExistsError."""
+        parent = os.path.dirname(path)
+        new_dirs = not os.path.isdir(parent)
+        if new_dirs:
+            os.makedirs(parent, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            header = whisper.create_fd(
+                fd, metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method
+            )
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        handle = _Handle(fd)
+        with self._fd_lock:
+            old = self._fds.pop(key, None)
+            if old is not None:
+                self._retire(old)
+            self._fds[key] = handle
+        self._remember_header(key, header)
+        self.stats_counters.add("series_created")
+        rel = os.path.relpath(parent, self.directory)
+        rel = "" if rel == "." else rel
+        if new_dirs:
+            parts = rel.split(os.sep) if rel else []
+            for i in range(len(parts) + 1):
+                self._listing_changed(os.sep.join(parts[:i]))
+        else:
+            self._listing_changed(rel)
+
+    def _remove_empty_parents(self, path: str) -> None:
+        parent = os.path.dirname(path)
+        while parent != self.directory and parent.startswith(self.directory + os.sep):
+            try:
+                os.rmdir(parent)
+            except OSError:
+                break
+            rel = os.path.relpath(parent, self.directory)
+            self._subtree_removed(rel)
+            parent = os.path.dirname(parent)
+            grand = os.path.relpath(parent, self.directory)
+            self._listing_changed("" if grand == "." else grand)
+
+    # -- API: update_metadata ----------------------------------------------
+    def update_metadata(self, metadata_by_key: dict[str, SeriesMetadata], create_new: bool = True,
+                        skip_existing: bool = False, truncate_existing: bool = False,
+                        skip_buffering: bool = False, local_only: bool = False) -> dict[str, Error]:
+        errors: dict[str, Error] = {}
+        for key, metadata in metadata_by_key.items():
+            try:
+                self._update_one(key, metadata, create_new, skip_existing, truncate_existing)
+                self.stats_counters.add("update_metadata_series")
+            except CycloneError as e:
+                errors[key] = e.to_error()
+            except (whisper.WhisperException, ValueError, OSError) as e:
+                errors[key] = Error(f"{key}: {e}", isinstance(e, OSError))
+        if errors:
+            self.stats_counters.add("update_metadata_errors", len(errors))
+        return errors
+
+    def _update_one(self, key: str, metadata: SeriesMetadata, create_new: bool,
+                    skip_existing: bool, truncate_existing: bool) -> None:
+        path = self._path(key)
+        whisper.validateArchiveList(metadata.archive_tuples())
+        if metadata.agg_method not in AGGREGATION_NAMES:
+            raise CycloneError(f"{key}: unknown aggregation method {metadata.agg_method}")
+        if not 0.0 <= metadata.x_files_factor <= 1.0:
+            raise CycloneError(f"{key}: x_files_factor must be in [0, 1]")
+        with self._locked(key):
+            exists = os.path.exists(path)
+            if not exists:
+                if not create_new:
+                    raise CycloneError(f"{key}: series does not exist")
+                self._create(key, path, metadata)
+                return
+            if skip_existing:
+                return
+            if truncate_existing:
+                self._forget(key)
+                os.unlink(path)
+                self._create(key, path, metadata)
+                self.stats_counters.add("series_truncated")
+                return
+            self._forget(key)
+            whisper.resize(path, metadata.archive_tuples(), metadata.x_files_factor,
+                           metadata.agg_method)
+            self.stats_counters.add("series_resampled")
+
+    # -- API: write ------------------------------------------------------------
+    def write(self, points_by_key: dict[str, Points], skip_buffering: bool = False,
+              local_only: bool = False) -> dict[str, Error]:
+        errors: dict[str, Error] = {}
+        written = deleted = 0
+        with timed(self.stats_counters, "write_usecs"):
+            for key, points in points_by_key.items():
+                try:
+                    w, d = self._write_one(key, points)
+                    written += w
+                    deleted += d
+                except CycloneError as e:
+                    errors[key] = e.to_error()
+                except whisper.WhisperException as e:
+                    errors[key] = Error(str(e))
+                except OSError as e:
+                    errors[key] = Error(f"{key}: {e.strerror or e}", recoverable=True)
+        self.stats_counters.add_many({
+            "write_batches": 1,
+            "write_series": len(points_by_key),
+            "points_written": written,
+            "points_deleted": deleted,
+            "write_errors": len(errors),
+        })
+        return errors
+
+    def _write_one(self, key: str, points: Points) -> tuple[int, int]:
+        if len(points) == 0:
+            return 0, 0
+        path = self._path(key)
+        points = dedupe_last_wins(points)
+        nan = np.isnan(points.values)
+        with self._locked(key), self._open_series(key, path, create=True) as (fd, header):
+            if nan.any():
+                keep = ~nan
+                if keep.any():
+                    whisper.update_many_fd(fd, header, points.timestamps[keep], points.values[keep])
+                whisper.delete_points_fd(fd, header, points.timestamps[nan])
+                return int(keep.sum()), int(nan.sum())
+            whisper.update_many_fd(fd, header, points.timestamps, points.values)
+            return len(points), 0
+
+    # -- API: read ---------------------------------------------------------------
+    def read(self, patterns_: list[str], start: int, end: int,
+             local_only: bool = False) -> dict[str, dict[str, ReadResult]]:
+        out: dict[str, dict[str, ReadResult]] = {}
+        now = int(time.time())
+        with timed(self.stats_counters, "read_usecs"):
+            for pattern in patterns_:
+                try:
+                    keys = self._matching_keys(pattern)
+                except CycloneError as e:
+                    out[pattern] = {pattern: ReadResult(error=e.to_error())}
+                    continue
+                out[pattern] = {key: self.read_key(key, start, end, now) for key in keys}
+        self.stats_counters.add("reads", len(patterns_))
+        return out
+
+    def read_key(self, key: str, start: int, end: int, now: int | None = None) -> ReadResult:
+        """Fetch one existing series; errors are returned in the result."""
+        try:
+            path = self._path(key)
+            with self._locked(key), self._open_series(key, path) as (fd, header):
+                fetched = whisper.fetch_fd(fd, header, start, end, now)
+        except FileNotFoundError:
+            return ReadResult(error=Error(f"{key}: series does not exist"))
+        except CycloneError as e:
+            self.stats_counters.add("read_errors")
+            return ReadResult(error=e.to_error())
+        except (whisper.WhisperException, OSError) as e:
+            self.stats_counters.add("read_errors")
+            return ReadResult(error=Error(str(e), isinstance(e, OSError)))
+        if fetched is None:
+            return ReadResult()
+        start_i, end_i, step, values = fetched
+        return ReadResult(None, start_i, end_i, step, values)
+
+    def metadata(self, key: str) -> SeriesMetadata | None:
+        """Metadata of an existing series, or None if it does not exist."""
+        path = self._path(key)
+        try:
+            with self._locked(key), self._open_series(key, path) as (_fd, header):
+                return _metadata_of(header)
+        except FileNotFoundError:
+            return None
+
+    def read_all(self, key: str, local_only: bool = False) -> ReadAllResult:
+        try:
+            path = self._path(key)
+            with self._locked(key), self._open_series(key, path) as (fd, header):
+                ts, values = whisper.read_all_fd(fd, header)
+        except FileNotFoundError:
+            return ReadAllResult(error=Error(f"{key}: series does not exist"))
+        except CycloneError as e:
+            return ReadAllResult(error=e.to_error())
+        except (whisper.WhisperException, OSError) as e:
+            return ReadAllResult(error=Error(str(e), isinstance(e, OSError)))
+        return ReadAllResult(None, _metadata_of(header), Points(ts, values))
+
+    # -- API: find -----------------------------------------------------------------
+    def find(self, patterns_: list[str], local_only: bool = False) -> dict[str, FindResult]:
+        out: dict[str, FindResult] = {}
+        with timed(self.stats_counters, "find_usecs"):
+            for pattern in patterns_:
+                try:
+                    out[pattern] = FindResult(results=self._find_one(pattern))
+                except CycloneError as e:
+                    out[pattern] = FindResult(error=e.to_error())
+        self.stats_counters.add("finds", len(patterns_))
+        return out
+
+    def _walk_dirs(self, components: list[str]) -> list[str]:
+        """Relative directories matched by all of `components` (dir parts only)."""
+        current = [""]
+        for comp in components:
+            nxt = []
+            for rel in current:
+                dirs, _files = self._list_dir(rel)
+                for name in patterns.filter_names(comp, dirs):
+                    nxt.append(os.path.join(rel, name) if rel else name)
+            current = nxt
+            if not current:
+                break
+        return current
+
+    def _subtree_keys(self, rel: str) -> list[str]:
+        keys: list[str] = []
+        stack = [rel]
+        while stack:
+            d = stack.pop()
+            dirs, files = self._list_dir(d)
+            prefix = patterns.relpath_to_key(d) + "." if d else ""
+            keys.extend(prefix + f for f in files)
+            stack.extend(os.path.join(d, name) if d else name for name in dirs)
+        return keys
+
+    def _find_one(self, pattern: str) -> list[str]:
+        patterns.check_pattern(pattern)
+        comps = patterns.split_pattern(pattern)
+        if comps[-1] == "**":
+            results = []
+            for rel in self._walk_dirs(comps[:-1]):
+                results.extend(self._subtree_keys(rel))
+            return sorted(results)
+        results = []
+        for rel in self._walk_dirs(comps[:-1]):
+            dirs, files = self._list_dir(rel)
+            prefix = patterns.relpath_to_key(rel) + "." if rel else ""
+            results.extend(prefix + name + ".*" for name in patterns.filter_names(comps[-1], dirs))
+            results.extend(prefix + name for name in patterns.filter_names(comps[-1], files))
+        return sorted(results)
+
+    def _matching_keys(self, pattern: str) -> list[str]:
+        """Series (leaves only) matching a pattern or a plain key."""
+        if not patterns.is_pattern(pattern):
+            patterns.check_key(pattern)
+            return [pattern] if os.path.isfile(self._path(pattern)) else []
+        return [k for k in self._find_one(pattern) if not k.endswith(".*")]
+
+    # -- API: delete / rename -------------------------------------------------------
+    def delete_series(self, patterns_: list[str], deferred: bool = False,
+                      local_only: bool = False) -> dict[str, DeleteResult]:
+        out: dict[str, DeleteResult] = {}
+        for pattern in patterns_:
+            try:
+                out[pattern] = DeleteResult(disk_series_deleted=self._delete_one(pattern))
+            except CycloneError as e:
+                out[pattern] = DeleteResult(error=e.to_error())
+            except OSError as e:
+                out[pattern] = DeleteResult(error=Error(f"{pattern}: {e}", recoverable=True))
+        self.stats_counters.add("series_deleted", sum(r.disk_series_deleted for r in out.values()))
+        return out
+
+    def _delete_one(self, pattern: str) -> int:
+        patterns.check_pattern(pattern)
+        comps = patterns.split_pattern(pattern)
+        if comps[-1] == "**":
+            if len(comps) == 1:
+                raise CycloneError("refusing to delete '**' (every series); name a subtree like 'a.**'")
+            count = 0
+            for rel in self._walk_dirs(comps[:-1]):
+                keys = self._subtree_keys(rel)
+                for key in keys:
+                    self._forget(key)
+                shutil.rmtree(os.path.join(self.directory, rel), ignore_errors=True)
+                self._subtree_removed(rel)
+                parent = os.path.dirname(rel)
+                self._listing_changed(parent)
+                self._remove_empty_parents(os.path.join(self.directory, rel))
+                count += len(keys)
+            return count
+        count = 0
+        for key in self._matching_keys(pattern):
+            path = self._path(key)
+            with self._locked(key):
+                self._forget(key)
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+            count += 1
+            rel = os.path.relpath(os.path.dirname(path), self.directory)
+            self._listing_changed("" if rel == "." else rel)
+            self._remove_empty_parents(path)
+        return count
+
+    def rename_series(self, renames: dict[str, str], merge: bool = False,
+                      local_only: bool = False) -> dict[str, Error]:
+        errors: dict[str, Error] = {}
+        for src, dst in renames.items():
+            try:
+                self._rename_one(src, dst, merge)
+                self.stats_counters.add("series_renamed")
+            except CycloneError as e:
+                errors[src] = e.to_error()
+            except (whisper.WhisperException, OSError) as e:
+                errors[src] = Error(f"{src}: {e}", isinstance(e, OSError))
+        return errors
+
+    def _rename_one(self, src: str, dst: str, merge: bool) -> None:
+        src_path, dst_path = self._path(src), self._path(dst)
+        if src == dst:
+            raise CycloneError(f"{src}: source and destination are the same")
+        with self._locked(src, dst):
+            if not os.path.isfile(src_path):
+                raise CycloneError(f"{src}: series does not exist")
+            if os.path.exists(dst_path):
+                if not merge:
+                    raise CycloneError(f"{dst}: destination exists (use merge)")
+                with self._open_series(src, src_path) as (sfd, sheader):
+                    ts, values = whisper.read_all_fd(sfd, sheader)
+                with self._open_series(dst, dst_path) as (dfd, dheader):
+                    if len(ts):
+                        whisper.update_many_fd(dfd, dheader, ts, values)
+                self._forget(src)
+                os.unlink(src_path)
+            else:
+                self._forget(src)
+                self._forget(dst)
+                parent = os.path.dirname(dst_path)
+                os.makedirs(parent, exist_ok=True)
+                os.rename(src_path, dst_path)
+                rel = os.path.relpath(parent, self.directory)
+                parts = [] if rel == "." else rel.split(os.sep)
+                for i in range(len(parts) + 1):
+                    self._listing_changed(os.sep.join(parts[:i]))
+        rel = os.path.relpath(os.path.dirname(src_path), self.directory)
+        self._listing_changed("" if rel == "." else rel)
+        self._remove_empty_parents(src_path)
+
+    # -- lifecycle ---------------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        with self._fd_lock:
+            self.stats_counters.set("open_files", len(self._fds))
+        return super().stats()
+
+    def close(self) -> None:
+        with self._fd_lock:
+            for handle in list(self._fds.values()):
+                self._retire(handle)
+            self._fds.clear()
+
+    def prepopulate(self, depth: int) -> int:
+        """Warm the directory cache down to `depth` levels; returns directories listed."""
+        listed = 0
+        level = [""]
+        for _ in range(max(0, depth)):
+            nxt = []
+            for rel in level:
+                dirs, _files = self._list_dir(rel)
+                listed += 1
+                nxt.extend(os.path.join(rel, d) if rel else d for d in dirs)
+            level = nxt
+        return listed
+
+
+class CachedDiskStore(DiskStore):
+    """DiskStore plus LRU caches of file headers and directory listings."""
+
+    live_fields = ("open_file_cache_size", "directory_limit", "file_limit")
+
+    def __init__(self, directory: str, autocreate: AutocreateRules | None = None,
+                 open_file_cache_size: int = 1024, directory_limit: int = 100000,
+                 file_limit: int = 1000000) -> None:
+        super().__init__(directory, autocreate, open_file_cache_size)
+        self._cache_lock = threading.Lock()
+        self._directory_limit = directory_limit
+        self._file_limit = file_limit
+        self._headers: cachetools.LRUCache = cachetools.LRUCache(max(1, file_limit))
+        self._dirs: cachetools.LRUCache = cachetools.LRUCache(max(1, directory_limit))
+
+    @property
+    def directory_limit(self) -> int:
+        return self._directory_limit
+
+    @directory_limit.setter
+    def directory_limit(self, n: int) -> None:
+        with self._cache_lock:
+            self._directory_limit = n
+            self._dirs = cachetools.LRUCache(max(1, n))
+
+    @property
+    def file_limit(self) -> int:
+        return self._file_limit
+
+    @file_limit.setter
+    def file_limit(self, n: int) -> None:
+        with self._cache_lock:
+            self._file_limit = n
+            self._headers = cachetools.LRUCache(max(1, n))
+
+    def _header(self, key: str, fd: int, path: str) -> whisper.Header:
+        with self._cache_lock:
+            header = self._headers.get(key)
+        if header is not None:
+            self.stats_counters.add("header_cache_hits")
+            return header
+        self.stats_counters.add("header_cache_misses")
+        header = whisper.read_header(fd, path)
+        self._remember_header(key, header)
+        return header
+
+    def _remember_header(self, key: str, header: whisper.Header) -> None:
+        with self._cache_lock:
+            self._headers[key] = header
+
+    def _forget_header(self, key: str) -> None:
+        with self._cache_lock:
+            self._headers.pop(key, None)
+
+    def _list_dir(self, relpath: str) -> tuple[list[str], list[str]]:
+        with self._cache_lock:
+            cached = self._dirs.get(relpath)
+        if cached is not None:
+            self.stats_counters.add("directory_cache_hits")
+            return cached
+        self.stats_counters.add("directory_cache_misses")
+        listing = self._scan_dir(relpath)
+        with self._cache_lock:
+            self._dirs[relpath] = listing
+        return listing
+
+    def _listing_changed(self, relpath: str) -> None:
+        with self._cache_lock:
+            self._dirs.pop(relpath, None)
+
+    def _subtree_removed(self, relpath: str) -> None:
+        prefix = relpath + os.sep
+        with self._cache_lock:
+            for rel in [r for r in self._dirs if r == relpath or r.startswith(prefix)]:
+                del self._dirs[rel]
+            if relpath:
+                key_prefix = patterns.relpath_to_key(relpath) + "."
+                for key in [k for k in self._headers if k.startswith(key_prefix)]:
+                    del self._headers[key]
+
+    def stats(self) -> dict[str, int]:
+        with self._cache_lock:
+            self.stats_counters.set("cached_headers", len(self._headers))
+            self.stats_counters.set("cached_directories", len(self._dirs))
+        return super().stats()
+
+
+def _metadata_of(header: whisper.Header) -> SeriesMetadata:
+    return SeriesMetadata(
+        [ArchiveArg(a.seconds_per_point, a.points) for a in header.archives],
+        float(header.x_files_factor),
+        int(header.aggregation_method),
+    )
+
