@@ -275,8 +275,8 @@ def split_pattern(pattern: str) -> list[str]:
                 in_class = False
         elif c == "[":
             in_class = True
-            # a class is never empty: skip a negation mark, so `[!]` / `[^]`
-            # are handled by the translator rather than ending here
+            # the class ends at the first `]` after an optional negation
+            # mark, exactly as the translator reads it
             if i + 1 < n and pattern[i + 1] in "!^":
                 i += 1
         elif c == "{":
