@@ -1,0 +1,203 @@
+"""DiskStore / CachedDiskStore: every API call over real whisper files."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import whisper as pywhisper
+
+from cyclone.series import ArchiveArg, Points, SeriesMetadata
+from cyclone.store.disk import DiskStore
+
+from .conftest import now_aligned, pts, values_at
+
+
+def test_autocreate_writes_exact_file_layout(disk_store):
+    t = now_aligned()
+    assert disk_store.write({"a.b.c": pts([(t, 1.5), (t + 60, 2.5)])}) == {}
+    path = os.path.join(disk_store.directory, "a", "b", "c.wsp")
+    info = pywhisper.info(path)
+    assert [(a["secondsPerPoint"], a["points"]) for a in info["archives"]] == [(60, 1440), (3600, 720)]
+    assert info["xFilesFactor"] == 0.5
+    assert info["aggregationMethod"] == "average"
+    (start, end, step), values = pywhisper.fetch(path, t - 60, t + 120)
+    assert step == 60
+    assert values[(t - start) // 60] == 1.5
+    assert values[(t + 60 - start) // 60] == 2.5
+
+
+def test_read_back_exact_and_gaps(disk_store):
+    t = now_aligned()
+    disk_store.write({"x.y": pts([(t, 1.0), (t + 120, -3.25)])})
+    result = disk_store.read(["x.y"], t - 60, t + 180)["x.y"]["x.y"]
+    assert result.error is None and result.step == 60
+    assert values_at(result, [t, t + 60, t + 120]) == [1.0, None, -3.25]
+
+
+def test_mixed_batch_errors_are_per_key(tmp_path):
+    from cyclone.store.autocreate import AutocreateRules
+
+    store = DiskStore(str(tmp_path / "d"), AutocreateRules([["ok.**", "60:1d", 0, "sum"]]))
+    t = now_aligned()
+    errors = store.write({
+        "ok.good": pts([(t, 1.0)]),
+        "ok..bad": pts([(t, 1.0)]),
+        "other.norule": pts([(t, 1.0)]),
+        "../escape": pts([(t, 1.0)]),
+    })
+    assert set(errors) == {"ok..bad", "other.norule", "../escape"}
+    assert "no autocreate rule" in errors["other.norule"].description
+    assert "empty component" in errors["ok..bad"].description or ".." in errors["ok..bad"].description
+    assert store.read(["ok.good"], t - 60, t + 60)["ok.good"]["ok.good"].values.tolist().count(1.0) == 1
+    assert not os.path.exists(tmp_path / "escape.wsp")
+    assert store.stats()["write_errors"] == 3
+
+
+def test_nan_deletes_a_point_and_duplicates_last_wins(disk_store):
+    t = now_aligned()
+    disk_store.write({"k": pts([(t, 1.0), (t + 60, 2.0), (t + 60, 5.0)])})
+    r = disk_store.read(["k"], t - 60, t + 120)["k"]["k"]
+    assert values_at(r, [t, t + 60]) == [1.0, 5.0]
+    disk_store.write({"k": pts([(t, float("nan"))])})
+    r = disk_store.read(["k"], t - 60, t + 120)["k"]["k"]
+    assert values_at(r, [t, t + 60]) == [None, 5.0]
+
+
+def test_find_directories_leaves_and_globstar(disk_store):
+    t = now_aligned()
+    for key in ["a.b.c", "a.b.d", "a.e", "a.f.g.h", "z"]:
+        disk_store.write({key: pts([(t, 1.0)])})
+    found = disk_store.find(["a.*", "a.b.*", "*", "a.**", "a.{b,f}.*", "nothing.*"])
+    assert found["a.*"].results == ["a.b.*", "a.e", "a.f.*"]
+    assert found["a.b.*"].results == ["a.b.c", "a.b.d"]
+    assert found["*"].results == ["a.*", "z"]
+    assert found["a.**"].results == ["a.b.c", "a.b.d", "a.e", "a.f.g.h"]
+    assert found["a.{b,f}.*"].results == ["a.b.c", "a.b.d", "a.f.g.*"]
+    assert found["nothing.*"].results == []
+    assert disk_store.find(["a.[b"])["a.[b"].error is not None
+
+
+def test_delete_key_pattern_and_subtree(disk_store):
+    t = now_aligned()
+    for key in ["d.x.1", "d.x.2", "d.y.1", "d.z"]:
+        disk_store.write({key: pts([(t, 1.0)])})
+    res = disk_store.delete_series(["d.x.1", "d.y.*"])
+    assert res["d.x.1"].disk_series_deleted == 1
+    assert res["d.y.*"].disk_series_deleted == 1
+    assert not os.path.exists(os.path.join(disk_store.directory, "d", "y"))  # empty dir removed
+    assert disk_store.find(["d.*"])["d.*"].results == ["d.x.*", "d.z"]
+    res = disk_store.delete_series(["d.**"])
+    assert res["d.**"].disk_series_deleted == 2
+    assert disk_store.find(["*"])["*"].results == []
+    assert disk_store.delete_series(["**"])["**"].error is not None
+
+
+def test_rename_with_and_without_merge(disk_store):
+    t = now_aligned()
+    disk_store.write({"r.src": pts([(t, 1.0), (t + 60, 2.0)]), "r.dst": pts([(t + 120, 3.0)])})
+    errors = disk_store.rename_series({"r.src": "r.dst"})
+    assert "destination exists" in errors["r.src"].description
+    assert disk_store.rename_series({"r.src": "r.dst"}, merge=True) == {}
+    r = disk_store.read(["r.dst"], t - 60, t + 180)["r.dst"]["r.dst"]
+    assert values_at(r, [t, t + 60, t + 120]) == [1.0, 2.0, 3.0]
+    assert disk_store.find(["r.*"])["r.*"].results == ["r.dst"]
+    assert disk_store.rename_series({"r.dst": "q.new.name"}) == {}
+    r = disk_store.read(["q.new.name"], t - 60, t + 180)["q.new.name"]["q.new.name"]
+    assert values_at(r, [t, t + 60, t + 120]) == [1.0, 2.0, 3.0]
+    assert disk_store.find(["*"])["*"].results == ["q.*"]
+    assert "does not exist" in disk_store.rename_series({"nope": "x"})["nope"].description
+
+
+def test_update_metadata_modes(disk_store):
+    t = now_aligned()
+    md1 = SeriesMetadata([ArchiveArg(60, 100)], 0.0, 2)
+    md2 = SeriesMetadata([ArchiveArg(60, 200), ArchiveArg(600, 100)], 0.0, 4)
+    assert "does not exist" in disk_store.update_metadata({"m": md1}, create_new=False)["m"].description
+    assert disk_store.update_metadata({"m": md1}) == {}
+    disk_store.write({"m": pts([(t, 7.0)])})
+    path = os.path.join(disk_store.directory, "m.wsp")
+    # skip_existing: unchanged
+    assert disk_store.update_metadata({"m": md2}, skip_existing=True) == {}
+    assert pywhisper.info(path)["aggregationMethod"] == "sum"
+    # resample: new layout, data kept
+    assert disk_store.update_metadata({"m": md2}) == {}
+    info = pywhisper.info(path)
+    assert [(a["secondsPerPoint"], a["points"]) for a in info["archives"]] == [(60, 200), (600, 100)]
+    assert info["aggregationMethod"] == "max"
+    r = disk_store.read(["m"], t - 60, t + 60)["m"]["m"]
+    assert values_at(r, [t]) == [7.0]
+    # truncate: new layout, data gone
+    assert disk_store.update_metadata({"m": md1}, truncate_existing=True) == {}
+    r = disk_store.read(["m"], t - 60, t + 60)["m"]["m"]
+    assert values_at(r, [t]) == [None]
+    bad = SeriesMetadata([ArchiveArg(60, 100), ArchiveArg(60, 200)], 0.0, 1)
+    assert disk_store.update_metadata({"bad": bad})["bad"].description
+
+
+def test_read_all_returns_metadata_and_points(disk_store):
+    t = now_aligned()
+    disk_store.write({"ra": pts([(t, 1.0), (t + 60, 3.0)])})
+    result = disk_store.read_all("ra")
+    assert result.error is None
+    assert result.metadata.archive_args == [ArchiveArg(60, 1440), ArchiveArg(3600, 720)]
+    assert result.metadata.agg_method == 1
+    pairs = dict(result.points.pairs())
+    assert pairs[t] == 1.0 and pairs[t + 60] == 3.0
+    assert "does not exist" in disk_store.read_all("nope").error.description
+
+
+def test_corrupt_file_is_an_error_for_that_key_only(disk_store):
+    t = now_aligned()
+    disk_store.write({"good": pts([(t, 1.0)]), "bad": pts([(t, 2.0)])})
+    disk_store.close()
+    path = os.path.join(disk_store.directory, "bad.wsp")
+    with open(path, "r+b") as f:
+        f.truncate(30)
+    store = type(disk_store)(disk_store.directory, disk_store.autocreate)
+    result = store.read(["good", "bad"], t - 60, t + 60)
+    assert values_at(result["good"]["good"], [t]) == [1.0]
+    assert "bad.wsp" in result["bad"]["bad"].error.description
+    errors = store.write({"bad": pts([(t, 3.0)]), "good": pts([(t + 60, 4.0)])})
+    assert list(errors) == ["bad"]
+    store.close()
+
+
+def test_fd_cache_bounded_and_evicted_fds_closed(disk_store):
+    t = now_aligned()
+    for i in range(30):
+        disk_store.write({f"fd.k{i}": pts([(t, float(i))])})
+    assert disk_store.stats()["open_files"] <= 8
+    r = disk_store.read(["fd.*"], t - 60, t + 60)["fd.*"]
+    assert [values_at(r[f"fd.k{i}"], [t])[0] for i in range(30)] == [float(i) for i in range(30)]
+    disk_store.open_file_cache_size = 2
+    disk_store.write({"fd.k0": pts([(t + 60, 1.0)])})
+    assert disk_store.stats()["open_files"] <= 2
+
+
+def test_cached_disk_sees_its_own_changes(tmp_path, rules):
+    from cyclone.store.disk import CachedDiskStore
+
+    store = CachedDiskStore(str(tmp_path / "c"), rules)
+    t = now_aligned()
+    assert store.find(["c.*"])["c.*"].results == []
+    store.write({"c.one": pts([(t, 1.0)])})
+    assert store.find(["c.*"])["c.*"].results == ["c.one"]
+    store.write({"c.two.deep": pts([(t, 1.0)])})
+    assert store.find(["c.*"])["c.*"].results == ["c.one", "c.two.*"]
+    store.delete_series(["c.one"])
+    assert store.find(["c.*"])["c.*"].results == ["c.two.*"]
+    assert store.stats()["directory_cache_hits"] > 0
+    store.close()
+
+
+def test_plain_disk_store_sees_files_made_by_other_processes(tmp_path, rules):
+    store = DiskStore(str(tmp_path / "p"), rules)
+    t = now_aligned()
+    os.makedirs(tmp_path / "p" / "ext")
+    pywhisper.create(str(tmp_path / "p" / "ext" / "s.wsp"), [(60, 100)])
+    pywhisper.update(str(tmp_path / "p" / "ext" / "s.wsp"), 4.0, t)
+    assert store.find(["ext.*"])["ext.*"].results == ["ext.s"]
+    r = store.read(["ext.s"], t - 60, t + 60)["ext.s"]["ext.s"]
+    assert values_at(r, [t]) == [4.0]
+    store.close()
