@@ -543,7 +543,16 @@ class WriteBufferStore(Store):
         return [*self._flushing, self._current]
 
     def _buffered_keys_matching(self, pattern: str, subtree: bool = False) -> set[str]:
-        """Buffered series matching a pattern (caller holds _lock)."""
+        """Buffered series matching a pattern (caller holds _lock).
+
+        An invalid pattern matches nothing here; the substore reports its error.
+        """
+        try:
+            return self._buffered_keys_matching_checked(pattern, subtree)
+        except CycloneError:
+            return set()
+
+    def _buffered_keys_matching_checked(self, pattern: str, subtree: bool) -> set[str]:
         candidates: set[str] = set(self._pending_meta)
         for gen in self._generations():
             candidates.update(gen.ids_of)
