@@ -14,16 +14,17 @@
   on the owner's disk when the calls return. The local copy is deleted
   `delete_grace_secs` later, so a read that fanned out just before the
   copy landed still finds the local copy. A key whose copy failed is kept
-  (and counted in `verify_errors`); the next run retries it.
+  (and counted in `errors`); the next run retries it.
 
 While a run is in progress the hash store reads from all substores
 (read-from-all is forced on and released at the end; a switch turned on
-by hand stays on). Progress counters (all ints, also in the hash store's
-`stats()` and so in `/y/stats` and cyclone.<host>.verify_*):
-verify_running, verify_repair, verify_start_time, verify_end_time (unix
-seconds), verify_series_scanned, verify_directories_scanned,
-verify_misplaced, verify_moved, verify_errors, verify_cancelled,
-verify_runs.
+by hand stays on). Progress: `status()` returns ints named running,
+repair, start_time, end_time (unix seconds), series_scanned,
+directories_scanned, misplaced, moved, errors, cancelled, runs; the
+server's stats collection (cyclone.stats.collect_all) reports them with a
+`verify_` prefix, so they appear in `/y/stats` and as
+cyclone.<host>.verify_* series. The Thrift `get_verify_status` and the
+shell `verify status` show the same map.
 
 `ClusterControl` is what the server wires to the shell commands `verify
 start [repair] | cancel | status`, `read-from-all [on|off]` and the
@@ -51,17 +52,17 @@ from cyclone.store.hash import ConsistentHashMultiStore, copy_series
 log = logging.getLogger(__name__)
 
 STATUS_FIELDS = (
-    "verify_running",
-    "verify_repair",
-    "verify_start_time",
-    "verify_end_time",
-    "verify_series_scanned",
-    "verify_directories_scanned",
-    "verify_misplaced",
-    "verify_moved",
-    "verify_errors",
-    "verify_cancelled",
-    "verify_runs",
+    "running",
+    "repair",
+    "start_time",
+    "end_time",
+    "series_scanned",
+    "directories_scanned",
+    "misplaced",
+    "moved",
+    "errors",
+    "cancelled",
+    "runs",
 )
 
 
@@ -89,10 +90,10 @@ class Verifier:
             if self.running:
                 return False
             self._cancel.clear()
-            runs = self._status["verify_runs"]
+            runs = self._status["runs"]
             self._status = {name: 0 for name in STATUS_FIELDS}
-            self._status.update(verify_running=1, verify_repair=int(repair),
-                                verify_start_time=int(time.time()), verify_runs=runs + 1)
+            self._status.update(running=1, repair=int(repair),
+                                start_time=int(time.time()), runs=runs + 1)
             self.store.force_read_from_all(True)
             self._thread = threading.Thread(target=self._run, args=(repair,), name="verify", daemon=True)
             self._thread.start()
@@ -105,7 +106,7 @@ class Verifier:
             if not self.running:
                 return False
             self._cancel.set()
-            self._status["verify_cancelled"] = 1
+            self._status["cancelled"] = 1
         return True
 
     def join(self, timeout: float | None = None) -> bool:
@@ -143,12 +144,12 @@ class Verifier:
             self._delete_due(pending, wait=True)
         except Exception:
             log.exception("verify run failed")
-            self._add("verify_errors")
+            self._add("errors")
         finally:
             self.store.force_read_from_all(False)
             with self._lock:
-                self._status["verify_running"] = 0
-                self._status["verify_end_time"] = int(time.time())
+                self._status["running"] = 0
+                self._status["end_time"] = int(time.time())
                 status = dict(self._status)
             log.info("verify finished: %s", status)
 
@@ -162,10 +163,10 @@ class Verifier:
             prefix = stack.pop()
             pattern = prefix + "*"
             found = src.find([pattern], local_only=True).get(pattern)
-            self._add("verify_directories_scanned")
+            self._add("directories_scanned")
             if found is None or found.error is not None:
                 log.warning("verify: find %s failed: %s", pattern, found and found.error)
-                self._add("verify_errors")
+                self._add("errors")
                 continue
             subdirs = []
             for item in found.results:
@@ -182,13 +183,13 @@ class Verifier:
 
     def _check_batch(self, index: int, keys: list[str], repair: bool,
                      pending: collections.deque[tuple[float, int, list[str]]]) -> None:
-        self._add("verify_series_scanned", len(keys))
+        self._add("series_scanned", len(keys))
         by_owner: dict[int, list[str]] = {}
         for key in keys:
             owner = self.store.owner_index(key)
             if owner != index:
                 by_owner.setdefault(owner, []).append(key)
-        self._add("verify_misplaced", sum(len(v) for v in by_owner.values()))
+        self._add("misplaced", sum(len(v) for v in by_owner.values()))
         if not repair:
             return
         src = self.store.stores[index]
@@ -201,7 +202,7 @@ class Verifier:
                 errors = {k: None for k in misplaced}
             for key, err in errors.items():
                 log.warning("verify: could not move %s to %s: %s", key, self.store.names[owner], err)
-            self._add("verify_errors", len(errors))
+            self._add("errors", len(errors))
             moved = [k for k in misplaced if k not in errors]
             if moved:
                 pending.append((time.monotonic() + self.delete_grace_secs, index, moved))
@@ -220,8 +221,8 @@ class Verifier:
             failed = [k for k in keys if results.get(k) is not None and results[k].error is not None]
             for key in failed:
                 log.warning("verify: deleting the moved copy of %s failed: %s", key, results[key].error)
-            self._add("verify_errors", len(failed))
-            self._add("verify_moved", len(keys) - len(failed))
+            self._add("errors", len(failed))
+            self._add("moved", len(keys) - len(failed))
 
 
 class ClusterControl:
