@@ -40,8 +40,9 @@ Routing (see DESIGN "Store types"):
 
 `local_only` (a call forwarded by another node): such a call must only
 touch this node's own data, so it never loops between nodes. The hash
-store's *local* substores are the one named by the `local` field, or, if
-`local` is empty, every substore whose subtree contains no remote store.
+store's *local* substores are the one named by the `local` field (it must
+not contain a remote store), or, if `local` is empty, every substore whose
+subtree contains no remote store.
 With `local_only`, keyed calls go to the owner if the owner is local, else
 to the first local substore (the peer's ring may differ from ours while a
 cluster is being reconfigured; verify moves such series later), and
@@ -238,6 +239,9 @@ class ConsistentHashMultiStore(Store):
         if local:
             if local not in stores:
                 raise ValueError(f"local substore {local!r} is not one of {', '.join(self.names)}")
+            if _is_remote(stores[local]):
+                # local_only calls would be forwarded to a peer with local_only again: a loop
+                raise ValueError(f"local substore {local!r} forwards to another node (a remote store)")
             self.local_indexes = [self.names.index(local)]
         else:
             self.local_indexes = [i for i, s in enumerate(self.stores) if not _is_remote(s)]
