@@ -1,0 +1,10 @@
+"""The Graphite function library: one module per graphite function group.
+
+Importing this package registers every function with
+`cyclone.query.registry`. To add a module, import it here; see the
+registry module's docstring for how to write a function.
+"""
+
+from cyclone.query.functions import alias, calculate, combine, filter, graph, sorting, special, transform  # noqa: F401
+
+__all__ = ["alias", "calculate", "combine", "filter", "graph", "sorting", "special", "transform"]
