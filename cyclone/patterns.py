@@ -216,7 +216,8 @@ def key_to_path(root: str, key: str) -> str:
     """
     base = _normalized_root(os.fspath(root))
     path = os.path.join(base, key_to_relpath(key))
-    if os.path.commonpath([base, path]) != base:
+    # check_key already refuses '/', '..' and NUL; normpath is the cheap belt-and-braces check
+    if os.path.normpath(path) != path or not path.startswith(base + os.sep):
         raise InvalidKeyError(f"invalid key {_shown(key)}: its path would leave the data directory")
     return path
 
