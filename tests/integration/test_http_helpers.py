@@ -1,0 +1,441 @@
+"""Helpers for the HTTP API tests: a real Cyclone process, real sockets, real whisper files.
+
+`HttpCyclone(tmp_path)` writes a config with free 127.0.0.1 ports and a data
+directory under tmp_path and starts `python -m cyclone conf.json`, then
+waits for the HTTP port. While cyclone/server.py is still the scaffold stub
+(no ServerContext), it runs this file as a script instead: the store tree
+from the same config behind `cyclone.protocols.http` plus a minimal
+line-protocol receiver, so the tests exercise the same HTTP code either way
+and switch to the real server as soon as it lands.
+
+This module holds no tests (pytest collects nothing from it).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def real_server_available() -> bool:
+    """True once cyclone/server.py builds a ServerContext (not the scaffold stub)."""
+    text = (REPO / "cyclone" / "server.py").read_text()
+    return "ServerContext" in text and "start_listeners" in text
+
+
+def make_config(data_dir: Path, autocreate: list | None = None, write_buffer: bool = True) -> dict[str, Any]:
+    disk = {"type": "cached_disk", "directory": str(data_dir)}
+    store = {"type": "write_buffer", "num_write_threads": 2, "substore": disk} if write_buffer else disk
+    return {
+        "hostname": "httptest",
+        "line_stream_listen": [f"127.0.0.1:{free_port()}"],
+        "line_datagram_listen": [f"127.0.0.1:{free_port()}"],
+        "pickle_listen": [f"127.0.0.1:{free_port()}"],
+        "shell_listen": [f"127.0.0.1:{free_port()}"],
+        "http_listen": [f"127.0.0.1:{free_port()}"],
+        "thrift_port": f"127.0.0.1:{free_port()}",
+        "store_threads": 4,
+        "stats_report_usecs": 0,
+        "log_level": 2,
+        "store_config": {"type": "query", "substore": store},
+        "autocreate_rules": autocreate if autocreate is not None else [
+            ["**", "10:1d,60:30d", 0, "average"],
+        ],
+    }
+
+
+def _port_of(spec: Any) -> int:
+    return int(spec) if isinstance(spec, int) else int(str(spec).rpartition(":")[2])
+
+
+class HttpCyclone:
+    """A Cyclone server process; `.http_port`, `.line_port`, `.data_dir`."""
+
+    def __init__(self, tmp_path: Path, config: dict[str, Any] | None = None,
+                 startup_timeout: float = 30.0, config_text: str | None = None) -> None:
+        self.tmp_path = Path(tmp_path)
+        self.data_dir = self.tmp_path / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config if config is not None else make_config(self.data_dir)
+        self.config_path = self.tmp_path / "cyclone.conf.json"
+        self.config_path.write_text(config_text if config_text is not None
+                                    else json.dumps(self.config, indent=2))
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen | None = None
+        self.mode = "real" if real_server_available() else "mini"
+        self._log_path = self.tmp_path / "server.log"
+        self._log = None
+
+    @property
+    def http_port(self) -> int:
+        return _port_of(self.config["http_listen"][0])
+
+    @property
+    def line_port(self) -> int:
+        return _port_of(self.config["line_stream_listen"][0])
+
+    def start(self) -> "HttpCyclone":
+        if self.mode == "real":
+            cmd = [PYTHON, "-m", "cyclone", str(self.config_path)]
+        else:
+            cmd = [PYTHON, str(Path(__file__).resolve()), str(self.config_path)]
+        self._log = open(self._log_path, "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(cmd, cwd=str(self.tmp_path), stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env)
+        self._wait_http()
+        return self
+
+    def _wait_http(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                status, _h, _b = http_request(self.http_port, "GET", "/version", timeout=2)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"HTTP port {self.http_port} not ready within {self.startup_timeout} s:\n"
+                           f"{self.output()}")
+
+    def output(self) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> str:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.output()
+
+    def __enter__(self) -> "HttpCyclone":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- data in -----------------------------------------------------------
+    def send_lines(self, lines: list[str] | str) -> None:
+        """Write points through the line protocol (TCP)."""
+        text = lines if isinstance(lines, str) else "".join(line.rstrip("\n") + "\n" for line in lines)
+        with socket.create_connection(("127.0.0.1", self.line_port), timeout=10) as s:
+            s.sendall(text.encode())
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(10)
+            try:
+                while s.recv(4096):
+                    pass
+            except OSError:
+                pass
+
+    # -- requests ------------------------------------------------------------
+    def get(self, path: str, params: Any = None, headers: dict[str, str] | None = None,
+            timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+        if params:
+            path = path + "?" + (params if isinstance(params, str) else urlencode(params, doseq=True))
+        return http_request(self.http_port, "GET", path, headers=headers, timeout=timeout)
+
+    def post(self, path: str, body: bytes | str | dict | list, content_type: str | None = None,
+             headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+        if isinstance(body, (dict, list)):
+            body = urlencode(body, doseq=True)
+            content_type = content_type or "application/x-www-form-urlencoded"
+        if isinstance(body, str):
+            body = body.encode()
+        hdrs = dict(headers or {})
+        if content_type:
+            hdrs["Content-Type"] = content_type
+        return http_request(self.http_port, "POST", path, body=body, headers=hdrs, timeout=timeout)
+
+    def get_json(self, path: str, params: Any = None) -> Any:
+        status, _h, body = self.get(path, params)
+        assert status == 200, (status, body[:500])
+        return json.loads(body)
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
+
+
+def http_request(port: int, method: str, path: str, body: bytes | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = 30) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def multipart(fields: list[tuple[str, str]]) -> tuple[bytes, str]:
+    """A multipart/form-data body like urllib3's encode_multipart_formdata."""
+    boundary = "cyclonetestboundary7e3f"
+    out = []
+    for name, value in fields:
+        out.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n")
+    out.append(f"--{boundary}--\r\n")
+    return "".join(out).encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def write_whisper(data_dir: Path, key: str, archives: list[tuple[int, int]],
+                  points: list[tuple[int, float]], xff: float = 0.0, agg: str = "average",
+                  now: int | None = None) -> Path:
+    """Create <data_dir>/a/b/c.wsp with the `whisper` package and write points."""
+    import whisper
+
+    path = Path(data_dir, *key.split(".")).with_suffix(".wsp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    whisper.create(str(path), archives, xFilesFactor=xff, aggregationMethod=agg)
+    if points:
+        whisper.update_many(str(path), points, now=now)
+    return path
+
+
+# ------------------------------------------------------------------ graphite-web
+GRAPHITE_SETTINGS = """\
+# graphite-web local_settings written by tests/integration/test_http_helpers.py
+SECRET_KEY = 'cyclone-http-tests'
+TIME_ZONE = 'UTC'
+STORAGE_DIR = {storage!r}
+LOG_DIR = {log!r}
+INDEX_FILE = {index!r}
+STANDARD_DIRS = {standard_dirs!r}
+DATABASES = {{'default': {{'ENGINE': 'django.db.backends.sqlite3', 'NAME': {db!r}}}}}
+CLUSTER_SERVERS = {cluster!r}
+STORAGE_FINDERS = {finders!r}
+REMOTE_STORE_USE_POST = {use_post!r}
+DEFAULT_CACHE_DURATION = 0
+FIND_CACHE_DURATION = 0
+LOG_RENDERING_PERFORMANCE = False
+LOG_CACHE_PERFORMANCE = False
+LOG_INFO_PERFORMANCE = False
+USE_WORKER_POOL = True
+"""
+
+
+class GraphiteWeb:
+    """graphite-web 1.1.10 (from the venv) served by a threaded wsgiref server on 127.0.0.1.
+
+    `cluster_servers` makes it a frontend of those backends (remote finder
+    only); `whisper_dir` makes it read whisper files directly (standard
+    finder only). `hide_msgpack` hides the PyPI msgpack package so the webapp
+    uses its bundled umsgpack (PyPI msgpack >= 1.0 cannot decode for it).
+    """
+
+    def __init__(self, workdir: Path, cluster_servers: list[str] | None = None,
+                 whisper_dir: Path | None = None, use_post: bool = False, hide_msgpack: bool = False,
+                 startup_timeout: float = 60.0) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.hide_msgpack = hide_msgpack
+        self.startup_timeout = startup_timeout
+        storage = self.workdir / "storage"
+        (storage / "log").mkdir(parents=True, exist_ok=True)
+        finders = ("graphite.finders.remote.RemoteFinder",) if cluster_servers else \
+            ("graphite.finders.standard.StandardFinder",)
+        (self.workdir / "gw_local_settings.py").write_text(GRAPHITE_SETTINGS.format(
+            storage=str(storage), log=str(storage / "log"), index=str(storage / "index"),
+            standard_dirs=[str(whisper_dir)] if whisper_dir else [], db=str(storage / "graphite.db"),
+            cluster=list(cluster_servers or []), finders=finders, use_post=use_post))
+        self.proc: subprocess.Popen | None = None
+        self._log_path = self.workdir / "graphite-web.log"
+        self._log = None
+
+    def start(self) -> "GraphiteWeb":
+        cmd = [PYTHON, str(Path(__file__).resolve()), "--graphite-web", str(self.workdir), str(self.port)]
+        if self.hide_msgpack:
+            cmd.append("--hide-msgpack")
+        self._log = open(self._log_path, "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(cmd, cwd=str(self.workdir), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=env)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"graphite-web exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                status, _h, _b = http_request(self.port, "GET", "/version", timeout=5)
+                if status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"graphite-web not ready within {self.startup_timeout} s:\n{self.output()}")
+
+    def output(self) -> str:
+        try:
+            return self._log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> str:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return self.output()
+
+    def __enter__(self) -> "GraphiteWeb":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def get(self, path: str, params: Any = None, timeout: float = 120) -> tuple[int, dict[str, str], bytes]:
+        if params:
+            path = path + "?" + (params if isinstance(params, str) else urlencode(params, doseq=True))
+        return http_request(self.port, "GET", path, timeout=timeout)
+
+    def get_json(self, path: str, params: Any = None) -> Any:
+        status, _h, body = self.get(path, params)
+        assert status == 200, (status, body[:2000], self.output()[-3000:])
+        return json.loads(body)
+
+
+def _run_graphite_web(workdir: str, port: int, hide_msgpack: bool) -> None:  # pragma: no cover
+    import socketserver
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    if hide_msgpack:
+        sys.modules["msgpack"] = None  # type: ignore[assignment]  # -> graphite.umsgpack
+    sys.path.insert(0, workdir)
+    os.environ["GRAPHITE_SETTINGS_MODULE"] = "gw_local_settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "graphite.settings"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    from graphite.wsgi import application
+
+    class Server(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = make_server("127.0.0.1", port, application, server_class=Server, handler_class=Quiet)
+    signal.signal(signal.SIGTERM, lambda *a: os._exit(0))
+    httpd.serve_forever()
+
+
+# ------------------------------------------------------------------ mini server
+def _run_mini(config_path: str) -> None:  # pragma: no cover - runs in a subprocess
+    """Store tree + HTTP API + a minimal line receiver (until server.py lands)."""
+    import logging
+    import types
+
+    import numpy as np
+    from twisted.internet import protocol, reactor
+    from twisted.internet.threads import deferToThreadPool
+    from twisted.python.threadpool import ThreadPool
+
+    from cyclone.config import load_config
+    from cyclone.protocols import http as http_protocol
+    from cyclone.series import Points
+    from cyclone.stats import StatsRegistry
+    from cyclone.store.autocreate import AutocreateRules
+    from cyclone.store.factory import build_store
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(config_path)
+    store = build_store(config.store_config, AutocreateRules(config.autocreate_rules),
+                        config.open_file_cache_size)
+    pool = ThreadPool(1, config.store_threads, "store")
+    pool.start()
+    ctx = types.SimpleNamespace(
+        config=config, store=store, reactor=reactor, threadpool=pool, stats=StatsRegistry(),
+        host=config.host, started_at=time.time(), verify=None,
+        call_store=lambda fn, *a: deferToThreadPool(reactor, pool, fn, *a))
+    http_protocol.start_listeners(ctx)
+
+    class Line(protocol.Protocol):
+        def connectionMade(self) -> None:
+            self.buf = b""
+
+        def dataReceived(self, data: bytes) -> None:
+            self.buf += data
+
+        def connectionLost(self, reason: Any = None) -> None:
+            batch: dict[str, list[tuple[int, float]]] = {}
+            for line in self.buf.decode().splitlines():
+                parts = line.split()
+                if len(parts) >= 2:
+                    ts = int(float(parts[2])) if len(parts) > 2 else int(time.time())
+                    batch.setdefault(parts[0], []).append((ts, float(parts[1])))
+            if batch:
+                pts = {k: Points(np.array([t for t, _ in v]), np.array([x for _, x in v])) for k, v in batch.items()}
+                ctx.call_store(store.write, pts)
+
+    factory = protocol.Factory.forProtocol(Line)
+    for spec in config.line_stream_listen:
+        host, _, port = str(spec).rpartition(":")
+        reactor.listenTCP(int(port), factory, interface=host)
+
+    def shutdown() -> None:
+        pool.stop()
+        store.close()
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutdown)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--graphite-web":
+        _run_graphite_web(sys.argv[2], int(sys.argv[3]), "--hide-msgpack" in sys.argv[4:])
+    else:
+        sys.path.insert(0, str(REPO))
+        _run_mini(sys.argv[1])
