@@ -121,10 +121,13 @@ def points_from_thrift(datapoints: list[T.Datapoint] | None, key: str = "") -> P
     missing or non-numeric timestamp/value, or a timestamp outside int64."""
     if not datapoints:
         return Points.empty()
-    n = len(datapoints)
     try:
-        ts = np.fromiter(map(_get_ts, datapoints), np.int64, n)
-        values = np.fromiter(map(_get_value, datapoints), np.float64, n)
+        ts_list = list(map(_get_ts, datapoints))
+        value_list = list(map(_get_value, datapoints))
+        if None in ts_list or None in value_list:  # numpy would turn a None value into NaN
+            raise TypeError("missing field")
+        ts = np.array(ts_list, dtype=np.int64)
+        values = np.array(value_list, dtype=np.float64)
     except (TypeError, ValueError, OverflowError, AttributeError):
         for i, dp in enumerate(datapoints):
             t = getattr(dp, "timestamp", None)

@@ -55,6 +55,12 @@ def default_config(data_dir: Path, write_buffer: bool = True) -> dict[str, Any]:
     }
 
 
+def server_mode() -> str:
+    """"real" once cyclone/server.py starts the Thrift listener, else "mini"."""
+    text = (REPO / "cyclone" / "server.py").read_text()
+    return "real" if "thrift" in text else "mini"
+
+
 def _port_of(spec: Any) -> int:
     return int(spec) if isinstance(spec, int) else int(str(spec).rpartition(":")[2])
 
