@@ -49,12 +49,12 @@ def line_width(ctx: Context, series_list: SeriesList, width: float) -> SeriesLis
     return _with_option(series_list, "lineWidth", width)
 
 
-@function("dashed", group="Graph", params=[SERIES_LIST, Param("dashLength", T.float, default=5)])
-def dashed(ctx: Context, series_list: SeriesList, dash_length: float) -> SeriesList:
+@function("dashed", group="Graph", params=[SERIES_LIST, Param("dashLength", T.integer, default=5)])
+def dashed(ctx: Context, series_list: SeriesList, dash_length: int) -> SeriesList:
     """Draws the series dashed, with segments of the given length (default 5).
 
-    ``dashed(server01.instance01.memory.free,2.5)``. (graphite declares the
-    length an integer but documents and accepts 2.5; so do we.)
+    ``dashed(server01.instance01.memory.free,3)``. The length is an
+    integer, as graphite-web declares it.
     """
     out = []
     for s in series_list:

@@ -220,12 +220,14 @@ def transform_null(
         else:
             name = f"transformNull({s.name},{fmt_g(default)})"
         if defaults is not None:
-            length = max(len(s), len(defaults))
-            v = np.full(length, np.nan)
-            v[: len(s)] = s.values
-            d = np.full(length, np.nan)
-            d[: len(defaults)] = defaults
-            values = np.where(np.isnan(v), d, v)
+            # Point i of the series uses point i of the reference (graphite
+            # zips them by index). graphite-web garbles the result when the
+            # reference is longer (it keeps the *last* len(series) values of
+            # the zip); we keep the series' own length and alignment.
+            d = np.full(len(s), np.nan)
+            k = min(len(s), len(defaults))
+            d[:k] = defaults[:k]
+            values = np.where(np.isnan(s.values), d, s.values)
         else:
             values = np.where(np.isnan(s.values), float(default), s.values)
         t = _renamed(s, name, values).with_tag("transformNull", default)
