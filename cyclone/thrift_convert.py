@@ -235,7 +235,7 @@ def read_result_to_thrift(rr: ReadResult) -> T.ReadResult:
 
 def dense_values(start: int, end: int, step: int, ts: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Dense float64 array for [start, end) at `step`, NaN except at the given points.
-    Points off the grid or out of range are dropped."""
+    A point is placed in the slot that contains it; points out of range are dropped."""
     if step <= 0 or end <= start:
         return np.empty(0, np.float64)
     n = (end - start) // step
