@@ -283,13 +283,14 @@ class _Retentions:
                     self._providers.append(getter)
         except Exception:  # a store tree without walk(): no providers
             pass
-        self._rules = None
-        try:
-            from cyclone.store.autocreate import AutocreateRules
+        self._rules = getattr(ctx, "autocreate", None)  # the tree's rules, replaced in place on reload
+        if self._rules is None:
+            try:
+                from cyclone.store.autocreate import AutocreateRules
 
-            self._rules = AutocreateRules(getattr(ctx.config, "autocreate_rules", []) or [])
-        except Exception:
-            self._rules = None
+                self._rules = AutocreateRules(getattr(ctx.config, "autocreate_rules", []) or [])
+            except Exception:
+                self._rules = None
         import cachetools
 
         self._cache: cachetools.TTLCache = cachetools.TTLCache(maxsize=200_000, ttl=300)
@@ -996,8 +997,15 @@ class ApiResource(resource.Resource):
 
     def _finish(self, request: server.Request, resp: Response, t0: float) -> None:
         api = self.api
+        usecs = int((time.monotonic() - t0) * 1e6)
         api.stats.add(f"responses_{resp.status}")
-        api.stats.add("request_usecs", int((time.monotonic() - t0) * 1e6))
+        api.stats.add("request_usecs", usecs)
+        profiler = getattr(api.ctx, "profiler", None)
+        if profiler is not None:
+            try:
+                profiler.record(f"http {_decode(request.method)} {_decode(request.uri)[:300]}", usecs)
+            except Exception:  # the profiler must never break a response
+                pass
         request.setResponseCode(resp.status)
         request.setHeader(b"content-type", resp.content_type.encode())
         request.setHeader(b"content-length", str(len(resp.body)).encode())
