@@ -216,8 +216,7 @@ def _eval(ctx: Context, node: Expr) -> Any:
         fdef = get_function(node.name, node.pos)
         args = [_eval(ctx, a) for a in node.args]
         kwargs = {k: _eval(ctx, a) for k, a in node.kwargs}
-        positions = _Positions(node.pos, [a.pos for a in node.args], {k: a.pos for k, a in node.kwargs})
-        values = fdef.bind(args, kwargs, positions)
+        values = fdef.bind(args, kwargs, _Positions.of(node))
         first = fdef.params[0].name if fdef.params else None
         series_arg = node.args[0] if node.args else (node.kwarg(first) if first else None)
         call_ctx = Context(

@@ -65,6 +65,8 @@ class Call:
     kwargs: tuple[tuple[str, "Expr"], ...] = ()
     pos: int = 0
     raw: str = field(default="", compare=False)
+    #: Offsets of the keyword names, in the order of `kwargs`.
+    kwarg_positions: tuple[int, ...] = field(default=(), compare=False)
 
     def kwarg(self, name: str) -> "Expr | None":
         for key, value in self.kwargs:
@@ -173,7 +175,7 @@ class _Parser:
             if self.peek() != "(":
                 raise self.error(f"expected '(' after function name {m.group(0)!r} in a pipe")
             call = self.call_rest(m.group(0), start)
-            expr = Call(call.name, (expr,) + call.args, call.kwargs, call.pos, call.raw)
+            expr = Call(call.name, (expr,) + call.args, call.kwargs, call.pos, call.raw, call.kwarg_positions)
 
     def primary(self) -> Expr:
         start = self.i
@@ -204,6 +206,7 @@ class _Parser:
         self.i += 1
         args: list[Expr] = []
         kwargs: list[tuple[str, Expr]] = []
+        kw_positions: list[int] = []
         self.skip_ws()
         if self.peek() == ")":
             self.i += 1
@@ -217,6 +220,7 @@ class _Parser:
                 if any(k == kw_name for k, _ in kwargs):
                     raise self.error(f"{name}(): keyword argument {kw_name!r} given twice", kw_pos)
                 kwargs.append((kw_name, self.argument()))
+                kw_positions.append(kw_pos)
             else:
                 arg_pos = self.i
                 value = self.argument()
@@ -231,7 +235,7 @@ class _Parser:
             if c == ")":
                 self.i += 1
                 self.open_parens.pop()
-                return Call(name, tuple(args), tuple(kwargs), start, self.text[start : self.i])
+                return Call(name, tuple(args), tuple(kwargs), start, self.text[start : self.i], tuple(kw_positions))
             raise self.unexpected("',' or ')'")
 
     def kwarg_name(self) -> tuple[str, int] | None:

@@ -324,9 +324,21 @@ def functions_metadata(group: str | None = None, grouped: bool = False) -> dict[
 
 @dataclass
 class _Positions:
+    """Where a call's arguments are in the target (for error messages)."""
+
     call: int | None
     args: list[int]
-    kwargs: dict[str, int]
+    kwargs: dict[str, int]  # keyword -> offset of its value
+    kwarg_names: dict[str, int] = field(default_factory=dict)  # keyword -> offset of the keyword
+
+    @classmethod
+    def of(cls, call: Any) -> "_Positions":
+        return cls(
+            call.pos,
+            [a.pos for a in call.args],
+            {k: a.pos for k, a in call.kwargs},
+            dict(zip((k for k, _ in call.kwargs), call.kwarg_positions)),
+        )
 
 
 def _describe(value: Any) -> str:
@@ -486,7 +498,7 @@ def _bind(fdef: FunctionDef, args: list[Any], kwargs: dict[str, Any], pos: _Posi
 
     by_name = {p.name: i for i, p in enumerate(params)}
     for key, v in kwargs.items():
-        kpos = pos.kwargs.get(key, pos.call)
+        kpos = pos.kwarg_names.get(key, pos.kwargs.get(key, pos.call))
         where = f" at column {kpos + 1}" if kpos is not None else ""
         if key not in by_name:
             known = ", ".join(p.name for p in params) or "none"
@@ -496,10 +508,11 @@ def _bind(fdef: FunctionDef, args: list[Any], kwargs: dict[str, Any], pos: _Posi
             raise QueryError(f"{fname}(): got multiple values for argument {key!r}{where}", kpos)
         if v is None:
             continue
+        vpos = pos.kwargs.get(key, kpos)
         if params[i].multiple:
-            values[i] = [_convert(fname, params[i], v, kpos)]
+            values[i] = [_convert(fname, params[i], v, vpos)]
         else:
-            values[i] = _convert(fname, params[i], v, kpos)
+            values[i] = _convert(fname, params[i], v, vpos)
         given[i] = True
 
     for i, p in enumerate(params):
@@ -540,7 +553,7 @@ def check_expression(expr: Any) -> None:
         if node.name == "seriesByTag":
             return
         fdef = get_function(node.name, node.pos)
-        positions = _Positions(node.pos, [a.pos for a in node.args], {k: a.pos for k, a in node.kwargs})
+        positions = _Positions.of(node)
         _bind(
             fdef,
             [static_value(a, in_template) for a in node.args],

@@ -89,8 +89,9 @@ CASES: list[str | C] = [
     "divideSeries(test.gauge.*, test.div.coarseden)",
     "divideSeries(test.gauge.a, test.nothing.x)",
     "divideSeries(test.nothing.x, test.div.den)",
-    # (no series lists as keyword arguments: graphite-web 1.1.10 never
-    # prefetches paths inside keyword arguments, so they come out empty there)
+    # (no keyword-only calls and no series lists in keyword arguments here:
+    # graphite-web 1.1.10 cannot parse the former and never fetches the
+    # latter; see the tests at the end)
     "aggregate(test.gauge.*, 'sum')",
     "aggregate(test.gauge.*, 'average')",
     "aggregate(test.gauge.*, 'avg')",
@@ -377,14 +378,26 @@ def test_functions_needing_another_window_fetch_it_once_more(source) -> None:
 # (graphite-web crashes or returns garbage there; these pin down our answer)
 
 
-def test_series_list_keyword_arguments_are_fetched(source) -> None:
+def test_series_list_keyword_arguments_are_fetched(source, oracle) -> None:
     # graphite-web never prefetches paths given as keyword arguments (they come
     # out empty); Cyclone fetches them like positional ones.
+    start, end = WINDOW
+    by_kw = evaluate(["transformNull(test.gauge.b, 1, referenceSeries=test.gauge.a)"], start, end, source)
+    positional = evaluate(["transformNull(test.gauge.b, 1, test.gauge.a)"], start, end, source)
+    assert [s.name for s in by_kw] == [s.name for s in positional] == ["transformNull(test.gauge.b,1,referenceSeries)"]
+    assert by_kw[0].values.tobytes() == positional[0].values.tobytes()
+    graphite = oracle.evaluate("transformNull(test.gauge.b, 1, referenceSeries=test.gauge.a)", start, end)
+    assert [s.name for s in graphite] == ["transformNull(test.gauge.b,1)"]
+
+
+def test_keyword_only_calls_evaluate(source, oracle) -> None:
+    # graphite-web parses "f(kw=...)" as the path "f" and returns nothing.
     start, end = WINDOW
     by_kw = evaluate(["divideSeries(dividendSeriesList=test.div.num, divisorSeries=test.div.den)"], start, end, source)
     positional = evaluate(["divideSeries(test.div.num, test.div.den)"], start, end, source)
     assert [s.name for s in by_kw] == [s.name for s in positional] == ["divideSeries(test.div.num,test.div.den)"]
     assert by_kw[0].values.tobytes() == positional[0].values.tobytes()
+    assert oracle.evaluate("scale(seriesList=test.gauge.a, factor=2)", start, end) == []
 
 
 def test_transform_null_with_a_longer_reference_keeps_the_series_length(source) -> None:
