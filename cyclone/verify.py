@@ -28,7 +28,10 @@ shell `verify status` show the same map.
 
 `ClusterControl` is what the server wires to the shell commands `verify
 start [repair] | cancel | status`, `read-from-all [on|off]` and the
-matching Thrift methods. `ClusterControl.from_store(root)` finds the first
+matching Thrift methods (it answers to both spellings: start / cancel /
+status and start_verify / cancel_verify / get_verify_status; the server
+sets it as `ctx.cluster`, and as `ctx.verify` and `ctx.read_from_all` when
+the tree has a hash store). `ClusterControl.from_store(root)` finds the first
 hash store in the tree (`walk()` order); without one the control is inert
 (start returns False, read-from-all stays off).
 
@@ -267,3 +270,13 @@ class ClusterControl:
     def set_read_from_all(self, on: bool) -> bool:
         """Switch read-from-all; returns the previous value."""
         return self.store.set_read_from_all(on) if self.store is not None else False
+
+    # the names of the Thrift methods (the server's `ctx.verify` hook uses these)
+    def start_verify(self, repair: bool = False) -> bool:
+        return self.start(repair)
+
+    def cancel_verify(self) -> bool:
+        return self.cancel()
+
+    def get_verify_status(self) -> dict[str, int]:
+        return self.status()
