@@ -71,8 +71,10 @@ with wb._lock:
     wb._wakeup.notify_all()
 wb._coordinator.join()
 now = int(time.time())
+# fed like the protocols feed it: one receive buffer's batch (5,000 series) at a time
 for j in range({per_series}):
-    wb.write({{k: Points(np.array([now - j * 60]), np.array([float(j)])) for k in keys}})
+    for b in range(0, len(keys), 5000):
+        wb.write({{k: Points(np.array([now - j * 60]), np.array([float(j)])) for k in keys[b:b + 5000]}})
 gc.collect()
 print((proc.memory_info().rss - base) / ({n_series} * {per_series}))
 """
