@@ -52,3 +52,20 @@ def test_empty_store():
     assert e.find(["a.*"])["a.*"].results == []
     assert e.write({"a": pts([(1, 1.0)])})["a"].description
     assert e.read_all("a").error is not None
+
+
+def test_query_store_evaluates_expressions_and_passes_patterns(tmp_path, rules):
+    from cyclone.store.query import QueryStore
+
+    disk = CachedDiskStore(str(tmp_path / "q"), rules)
+    t = now_aligned()
+    disk.write({"q.x": pts([(t, 1.0), (t + 60, 2.0)]), "q.y": pts([(t, 10.0), (t + 60, 20.0)])})
+    store = QueryStore(disk)
+    res = store.read(["sumSeries(q.*)", "q.*", "scale(q.x, 3)", "nosuch(q.*)"], t - 60, t + 120)
+    assert values_at(res["sumSeries(q.*)"]["sumSeries(q.*)"], [t, t + 60]) == [11.0, 22.0]
+    assert sorted(res["q.*"]) == ["q.x", "q.y"]
+    assert values_at(res["scale(q.x, 3)"]["scale(q.x,3)"], [t, t + 60]) == [3.0, 6.0]
+    err = res["nosuch(q.*)"]["nosuch(q.*)"].error
+    assert err is not None and "unknown function 'nosuch'" in err.description
+    assert store.stats()["expression_errors"] == 1
+    store.close()
