@@ -123,6 +123,7 @@ class Params:
     """Request parameters: query string then body, values in order (Django QueryDict-like)."""
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self.multipart = False
         self._values: dict[str, list[str]] = {}
         for k, v in items:
             self._values.setdefault(k, []).append(v)
@@ -182,6 +183,7 @@ def parse_params(request: server.Request) -> Params:
     if not body:
         return params
     if ctype == "multipart/form-data":
+        params.multipart = True
         for k, v in _parse_multipart(_decode(ctype_raw), body):
             params.add(k, v)
     elif ctype in ("application/x-www-form-urlencoded", "", "text/plain"):
@@ -476,6 +478,7 @@ class HttpApi:
     def render(self, params: Params, request: server.Request) -> defer.Deferred | Response:
         req = self.parse_render(params)
         self.stats.add("render_requests")
+        self.stats.add(f"render_format_{req.format}")
         return self.in_thread(self._render_work, req, time.monotonic())
 
     def parse_render(self, params: Params) -> RenderRequest:
@@ -655,6 +658,7 @@ class HttpApi:
                 raise HttpError(400, f"invalid query {q!r}: {e.description}") from None
         jsonp = _check_jsonp(params.get("jsonp"))
         self.stats.add("find_requests")
+        self.stats.add(f"find_format_{format_}")
         return self.in_thread(self._find_work, queries, checked, format_, params.get("local") == "1",
                               wildcards, leaves_only, jsonp, now)
 
@@ -965,6 +969,8 @@ class ApiResource(resource.Resource):
         path = _decode(request.path)
         try:
             params = parse_params(request)
+            if request.method == b"POST":
+                api.stats.add("post_multipart_requests" if params.multipart else "post_requests")
             result = api.dispatch(path, params, request)
         except HttpError as e:
             self._finish(request, _error_response(e), t0)
