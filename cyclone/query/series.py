@@ -23,8 +23,10 @@ instead of editing its inputs, and never writes into an input's
 ``values`` array.
 
 ``values_per_point`` only matters at the very end: the render layer calls
-`TimeSeries.consolidate` (graphite's maxDataPoints handling) and then
-`TimeSeries.datapoints` / `TimeSeries.consolidated_values`.
+`apply_max_data_points` on the whole result (graphite's maxDataPoints
+handling, which uses the time range of all series of the response) or
+`TimeSeries.consolidate` per series, then `TimeSeries.datapoints` /
+`TimeSeries.consolidated_values`.
 
 Module helpers shared by the functions: `consolidate_values` (graphite's
 consolidating iterator, vectorised), `normalize` (graphite's ``normalize``:
@@ -46,6 +48,7 @@ __all__ = [
     "CONSOLIDATION_FUNCS",
     "consolidate_values",
     "normalize",
+    "apply_max_data_points",
     "stack_rows",
     "parse_tags",
     "xff_ok",
@@ -271,9 +274,10 @@ class TimeSeries:
     def consolidate(self, max_data_points: int, time_range: int | None = None) -> None:
         """Apply graphite-web's maxDataPoints handling to this series, in place.
 
-        `time_range` is the request's until - from; graphite uses it (not the
-        series length) to count points: number = time_range / step. When it
-        is None the series length is used. With more points than
+        `time_range` is what graphite counts points with: number =
+        time_range / step, where graphite's time range is the latest end
+        minus the earliest start of all series in the response (see
+        `apply_max_data_points`). When it is None the series length is used. With more points than
         `max_data_points`: values_per_point = ceil(number / max_data_points),
         ``start`` is nudged so consolidation bands align between calls, and
         (like graphite's json renderer, quirk included) one fewer value than
@@ -313,6 +317,20 @@ class TimeSeries:
 
 
 SeriesList = list[TimeSeries]
+
+
+def apply_max_data_points(series_list: Sequence[TimeSeries], max_data_points: int | None) -> None:
+    """graphite-web's JSON renderer maxDataPoints handling, in place.
+
+    The time range is that of the whole response (latest end minus earliest
+    start over all series, as graphite computes it); each series then gets
+    `TimeSeries.consolidate`. Nothing happens when every series is empty.
+    """
+    if max_data_points is None or not any(len(s) for s in series_list):
+        return
+    time_range = max(s.end for s in series_list) - min(s.start for s in series_list)
+    for s in series_list:
+        s.consolidate(max_data_points, time_range)
 
 
 def stack_rows(arrays: Sequence[np.ndarray], length: int | None = None) -> np.ndarray:

@@ -383,13 +383,18 @@ def _remove_percentile(series_list: SeriesList, n: float, fname: str, above: boo
         name = f"{fname}({s.name}, {fmt_g(n)})"
         values = s.values
         present = values[~np.isnan(values)]
-        point_count = int((s.end - s.start) / s.step) if s.step else 0
-        p = _percentile(np.sort(present), n) if len(present) and point_count > 0 else None
+        p = _percentile(np.sort(present), n) if len(present) else None
+        new = s.evolve(name=name, path_expression=name)
         if p is not None:
-            with np.errstate(invalid="ignore"):
-                drop = values > p if above else ~(values >= p)
-            values = np.where(drop, np.nan, values)
-        out.append(s.evolve(name=name, path_expression=name, values=values))
+            # graphite's nPercentile tags the input series itself (its copy
+            # shares the tags dict) -- even when it then finds no point to
+            # compare with (end - start < step) and leaves the values alone.
+            new.with_tag("nPercentile", float(n))
+            if int((s.end - s.start) / s.step) > 0:
+                with np.errstate(invalid="ignore"):
+                    drop = values > p if above else ~(values >= p)
+                new.values = np.where(drop, np.nan, values)
+        out.append(new)
     return out
 
 
