@@ -298,6 +298,17 @@ CASES: list[str | C] = [
     "exclude(sortBy(test.hosts.*.load, 'max'), 'server2')",
     "averageAbove(removeBelowPercentile(test.gauge.*, 20), 0)",
     "test.gauge.*|highestMax(2)|drawAsInfinite()",
+    "group(removeAboveValue(test.gauge.a, 0), test.gauge.a)",
+    "group(removeBelowPercentile(test.gauge.a, 50), test.gauge.a)",
+    "sortBy(group(test.tie.t2, test.tie.t1, test.tie.t0), 'sum')",
+    "sortByTotal(group(test.tie.t2, test.tie.t1, test.tie.t0))",
+    "groupByNode(group(test.gauge.a, test.coarse.x, test.gauge.b), 1, 'sum')",
+    "groupByNodes(group(test.hosts.server1.load, test.gauge.a, test.hosts.server2.load), 'max', 0, 1)",
+    "unique(groupByNode(test.*.*, 0, 'sum'), sumSeriesWithWildcards(test.*.*, 1, 2))",
+    C("groupByNode(test.*.*, 1, 'sum')", WINDOW_SHORT),
+    C("sumSeriesWithWildcards(test.mixed.*, 2)", WINDOW_TINY),
+    C("mostDeviant(test.*.*, 5)", WINDOW_TINY),
+    C("sortByMinima(test.*.*)", WINDOW_SHORT),
 ]
 
 
