@@ -224,6 +224,14 @@ class Server:
         store = build_store(config.store_config, rules, config.open_file_cache_size)
         pool = ThreadPool(minthreads=0, maxthreads=config.store_threads, name="store")
         self.ctx = ServerContext(config, store, rules, reactor, pool)
+        from cyclone.verify import ClusterControl
+
+        # verify / read-from-all hooks (shell, Thrift, stats): inert without a hash store
+        cluster = ClusterControl.from_store(store)
+        self.ctx.cluster = cluster
+        if cluster.enabled:
+            self.ctx.verify = cluster
+            self.ctx.read_from_all = cluster
         self.reporter = StatsReporter(self.ctx)
         self.watcher = ConfigWatcher(config, self._on_config_change)
         self.watch_loop: Any = None
