@@ -129,20 +129,23 @@ def consolidate(values: np.ndarray, vpp: int, func: str = "average", xff: float 
     m = -(-n // vpp)
     padded = np.full(m * vpp, np.nan)
     padded[:n] = values
-    # (vpp, m) so that reductions over axis 0 accumulate sequentially, like sum()
+    # (vpp, m): one bucket per column
     cols = np.ascontiguousarray(padded.reshape(m, vpp).T)
     known = ~np.isnan(cols)
     count = known.sum(axis=0)
     zeroed = np.where(known, cols, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
+        if func in ("sum", "average", "avg_zero"):
+            # cumsum adds strictly left to right, like Python's sum() (np.sum is pairwise)
+            total = np.cumsum(zeroed, axis=0)[-1]
         if func == "sum":
-            out = np.add.reduce(zeroed, axis=0)
+            out = total
         elif func == "average":
-            out = np.add.reduce(zeroed, axis=0) / count
+            out = total / count
         elif func == "avg_zero":
             lengths = np.full(m, vpp, dtype=np.float64)
             lengths[-1] = n - (m - 1) * vpp
-            out = np.add.reduce(zeroed, axis=0) / lengths
+            out = total / lengths
         elif func == "max":
             out = np.max(np.where(known, cols, -np.inf), axis=0)
         elif func == "min":
