@@ -309,6 +309,8 @@ CASES: list[str | C] = [
     C("sumSeriesWithWildcards(test.mixed.*, 2)", WINDOW_TINY),
     C("mostDeviant(test.*.*, 5)", WINDOW_TINY),
     C("sortByMinima(test.*.*)", WINDOW_SHORT),
+    C("sortBy(group(test.const.k, test.tie.t2), 'multiply')", WINDOW_TINY),
+    C("highest(group(test.tie.t2, test.const.k, test.div.den), 2, 'multiply')", WINDOW_TINY),
 ]
 
 
@@ -403,6 +405,7 @@ ERROR_CASES = [
 #: validation warning and goes on (int(1.5) == 1, a float node index fails
 #: later or not at all).
 STRICTER_CASES = [
+    "highest(test.gauge.*)",  # graphite falls back to the Python default n=1
     "highest(test.gauge.*, 1.5)",
     "lowestCurrent(test.gauge.*, 2.5)",
     "mostDeviant(test.gauge.*, 1.0)",
@@ -460,3 +463,34 @@ def test_functions_metadata_matches_graphite(my_oracle) -> None:
         theirs = [(p.name, p.type.name, bool(p.required), p.default, bool(p.multiple)) for p in g.params]
         mine = [(p.name, p.type.value, p.required, p.default, p.multiple) for p in f.params]
         assert mine == theirs, name
+
+
+def test_series_agg_equals_graphite_safe_functions_exactly(my_oracle) -> None:
+    # Per-series aggregates decide filters and rankings, so they must be
+    # graphite's exactly (not just within 1e-9): sums left to right, None rules.
+    import numpy as np
+    from graphite.functions.aggfuncs import aggFuncAliases, aggFuncs
+
+    from cyclone.query.functions.filtering import series_agg
+    from cyclone.query.series import TimeSeries
+
+    rng = np.random.default_rng(7)
+    arrays = [np.array([]), np.array([np.nan]), np.array([np.nan, np.nan]), np.array([0.1, 0.2, 0.3]), np.array([-0.0])]
+    for _ in range(60):
+        n = int(rng.integers(1, 40))
+        a = rng.normal(0, 1e3, n) * 10.0 ** rng.integers(-3, 6)
+        a[rng.random(n) < rng.random()] = np.nan
+        arrays.append(a)
+    series = [TimeSeries(f"s{i}", 0, 10 * len(a), 10, a) for i, a in enumerate(arrays)]
+    for name, fn in {**aggFuncs, **aggFuncAliases}.items():
+        got = series_agg(series, name)
+        for a, g in zip(arrays, got.tolist()):
+            row = [None if v != v else v for v in a.tolist()]
+            try:
+                want = fn(row)
+            except TypeError:  # graphite's multiply of an empty series
+                want = None
+            if want is None:
+                assert g != g, (name, row, g)
+            else:
+                assert g == want, (name, row, g, want)

@@ -84,7 +84,7 @@ def series_agg(series_list: SeriesList, func: str) -> np.ndarray:
         elif func == "multiply":
             if m.shape[1] == 0:
                 return np.full(len(m), np.nan)
-            res = np.cumprod(z, axis=1)[:, -1]
+            res = np.cumprod(np.where(valid, m, 1.0), axis=1)[:, -1]
             poisoned = (~valid & (np.arange(m.shape[1])[None, :] < lengths[:, None])).any(axis=1)
             res = np.where(poisoned | (lengths == 0), np.nan, res)
             return res
