@@ -556,40 +556,57 @@ class _Reader:
 
 
 # ---------------------------------------------------------------- write args
+def _points(ts: np.ndarray, values: np.ndarray) -> Points:
+    """A Points from arrays already int64/float64 of equal length (no checks: hot path)."""
+    p = object.__new__(Points)
+    p.timestamps = ts
+    p.values = values
+    return p
+
+
 def encode_write_args(points_by_key: Mapping[str, Points], skip_buffering: bool = False,
                       local_only: bool = False) -> bytes:
     """The `write_args` struct bytes (what follows the message header)."""
     out: list = [_FIELD.pack(TType.MAP, 1) + _MAP.pack(TType.STRING, TType.LIST, len(points_by_key))]
     if points_by_key:
-        counts = [len(p) for p in points_by_key.values()]
-        total = sum(counts)
-        if total:
-            all_ts = np.concatenate([p.timestamps for p in points_by_key.values()])
-            all_vals = np.concatenate([p.values for p in points_by_key.values()])
-            big = memoryview(encode_datapoint_records(all_ts, all_vals))
+        all_points = list(points_by_key.values())
+        counts = [len(p.timestamps) for p in all_points]
+        if sum(counts):
+            big = memoryview(encode_datapoint_records(
+                np.concatenate([p.timestamps for p in all_points]),
+                np.concatenate([p.values for p in all_points])))
         pos = 0
+        i32 = _I32.pack
         list_hdr = _LIST.pack
-        for (key, _p), n in zip(points_by_key.items(), counts):
-            _w_string(out, key)
-            out.append(list_hdr(TType.STRUCT, n))
+        append = out.append
+        for key, n in zip(points_by_key, counts):
+            kb = key.encode("utf-8")
+            append(i32(len(kb)) + kb + list_hdr(TType.STRUCT, n))
             if n:
-                out.append(big[pos:pos + 23 * n])
-                pos += 23 * n
+                end = pos + 23 * n
+                append(big[pos:end])
+                pos = end
     _w_bool_field(out, 2, skip_buffering)
     _w_bool_field(out, 3, local_only)
     out.append(_STOP)
     return b"".join(out)
 
 
-def decode_write_args(buf: bytes | memoryview, pos: int = 0) -> tuple[dict[str, Points], bool, bool]:
+_KEY_HEADER = struct.Struct("!i")
+_LIST_HEADER = struct.Struct("!bi")
+
+
+def decode_write_args(buf: bytes, pos: int = 0) -> tuple[dict[str, Points], bool, bool]:
     """(points_by_key, skip_buffering, local_only) from `write_args` bytes at `pos`
     to the end of `buf`. NotCanonical for anything the generated code should handle."""
+    buf = bytes(buf)
     r = _Reader(buf, pos)
     keys: list[str] = []
     starts: list[int] = []
     counts: list[int] = []
     skip_buffering = local_only = False
     seen_data = False
+    size = len(buf)
     while True:
         t, fid = r.field()
         if t == 0:
@@ -597,11 +614,29 @@ def decode_write_args(buf: bytes | memoryview, pos: int = 0) -> tuple[dict[str, 
         if fid == 1 and t == TType.MAP and not seen_data:
             seen_data = True
             n = r.map_header(TType.STRING, TType.LIST)
-            for _ in range(n):
-                keys.append(r.string())
-                c = r.list_header(TType.STRUCT)
-                starts.append(r._take(23 * c))
-                counts.append(c)
+            p = r.pos
+            key_len = _KEY_HEADER.unpack_from
+            list_hdr = _LIST_HEADER.unpack_from
+            try:
+                for _ in range(n):
+                    (klen,) = key_len(buf, p)
+                    p += 4
+                    if klen < 0 or p + klen > size:
+                        raise NotCanonical("key length")
+                    keys.append(buf[p:p + klen].decode("utf-8"))
+                    p += klen
+                    et, c = list_hdr(buf, p)
+                    p += 5
+                    if et != TType.STRUCT or c < 0:
+                        raise NotCanonical("list type")
+                    starts.append(p)
+                    counts.append(c)
+                    p += 23 * c
+            except (struct.error, UnicodeDecodeError):
+                raise NotCanonical("write_args map") from None
+            if p > size:
+                raise NotCanonical("truncated")
+            r.pos = p
         elif fid == 2 and t == TType.BOOL:
             skip_buffering = r.bool_()
         elif fid == 3 and t == TType.BOOL:
@@ -614,20 +649,75 @@ def decode_write_args(buf: bytes | memoryview, pos: int = 0) -> tuple[dict[str, 
     total = sum(counts)
     if not total:
         return {k: Points.empty() for k in keys}, skip_buffering, local_only
-    cnt = np.array(counts, np.int64)
-    first = np.repeat(np.array(starts, np.int64), cnt)
-    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    byte_idx = (first + within * 23)[:, None] + np.arange(23, dtype=np.int64)
-    raw = np.frombuffer(buf, np.uint8)[byte_idx]
-    rec = raw.view(DATAPOINT_DTYPE).reshape(total)
+    packed = b"".join([buf[a:a + 23 * c] for a, c in zip(starts, counts)])
+    rec = np.frombuffer(packed, DATAPOINT_DTYPE, total)
     _check_records(rec)
     ts = rec["ts"].astype(np.int64)
     vals = rec["v"].astype(np.float64)
-    bounds = np.cumsum(cnt)[:-1]
     out = {}
-    for key, t_part, v_part in zip(keys, np.split(ts, bounds), np.split(vals, bounds)):
-        out[key] = Points(t_part, v_part)
+    lo = 0
+    for key, c in zip(keys, counts):
+        hi = lo + c
+        out[key] = _points(ts[lo:hi], vals[lo:hi])
+        lo = hi
     return out, skip_buffering, local_only
+
+
+# ---------------------------------------------------------------- error map results
+_SUCCESS_ERROR = (_FIELD.pack(TType.STRING, 1) + _I32.pack(0) + _FIELD.pack(TType.BOOL, 2) + b"\x00"
+                  + _FIELD.pack(TType.BOOL, 3) + b"\x00" + _STOP)
+
+
+def encode_errors_success(errors: Mapping[str, Error | None], keys: Iterable[str] = ()) -> bytes:
+    """The `<method>_result` struct bytes of a successful map<string, Error> call
+    (write, update_metadata, rename_series): the same bytes as the generated code
+    writes for `errors_to_thrift(errors, keys)`."""
+    entries: list = []
+    append = entries.append
+    i32 = _I32.pack
+    for key in keys:
+        if key not in errors:
+            kb = key.encode("utf-8")
+            append(i32(len(kb)) + kb + _SUCCESS_ERROR)
+    n = len(entries) + len(errors)
+    for key, error in errors.items():
+        kb = key.encode("utf-8")
+        if error is None:
+            append(i32(len(kb)) + kb + _SUCCESS_ERROR)
+            continue
+        desc = error.description.encode("utf-8")
+        append(i32(len(kb)) + kb + _FIELD.pack(TType.STRING, 1) + i32(len(desc)) + desc
+               + _FIELD.pack(TType.BOOL, 2) + (b"\x01" if error.recoverable else b"\x00")
+               + _FIELD.pack(TType.BOOL, 3) + (b"\x01" if error.ignored else b"\x00") + _STOP)
+    return (_FIELD.pack(TType.MAP, 0) + _MAP.pack(TType.STRING, TType.STRUCT, n)
+            + b"".join(entries) + _STOP)
+
+
+def decode_errors_success(buf: bytes, pos: int = 0) -> dict[str, Error]:
+    """The failed keys of a map<string, Error> result (success entries dropped);
+    NotCanonical for anything else (an exception reply, an unexpected field)."""
+    buf = bytes(buf)
+    r = _Reader(buf, pos)
+    t, fid = r.field()
+    if t != TType.MAP or fid != 0:
+        raise NotCanonical("result field")
+    n = r.map_header(TType.STRING, TType.STRUCT)
+    out: dict[str, Error] = {}
+    ok = _SUCCESS_ERROR
+    ok_len = len(ok)
+    for _ in range(n):
+        key = r.string()
+        p = r.pos
+        if buf[p:p + ok_len] == ok:
+            r.pos = p + ok_len
+            continue
+        error = r.error_struct()
+        if error is not None:
+            out[key] = error
+    if r.field()[0] != 0:
+        raise NotCanonical("result trailing field")
+    r.end()
+    return out
 
 
 # ---------------------------------------------------------------- read result

@@ -297,7 +297,7 @@ class ThriftClient:
             metadata=C.metadata_map_to_thrift(metadata_by_key), create_new=create_new,
             skip_existing_series=skip_existing, truncate_existing_series=truncate_existing,
             skip_buffering=skip_buffering, local_only=local_only)
-        return C.errors_from_thrift(self._call("update_metadata", args))
+        return self._errors_call("update_metadata", None, args)
 
     def delete_series(self, patterns: Iterable[str], deferred: bool = False,
                       local_only: bool = False) -> dict[str, DeleteResult]:
@@ -309,16 +309,18 @@ class ThriftClient:
                       local_only: bool = False) -> dict[str, Error]:
         """Rename series {old: new}; with merge, old's points go into an existing new."""
         args = Cyclone.rename_series_args(renames=dict(renames), merge=merge, local_only=local_only)
-        return C.errors_from_thrift(self._call("rename_series", args))
+        return self._errors_call("rename_series", None, args)
 
     def write(self, points_by_key: Mapping[str, Points | Iterable[tuple[int, float]]],
               skip_buffering: bool = False, local_only: bool = False) -> dict[str, Error]:
         """Write points ({key: Points or [(timestamp, value), ...]}); a NaN value
         deletes the point. Returns {key: Error} for the keys that failed."""
         pts = {key: _as_points(v) for key, v in points_by_key.items()}
-        body = C.encode_write_args(pts, skip_buffering, local_only)
-        success, _fast = self._call_raw("write", body, None, None)
-        return C.errors_from_thrift(success)
+        return self._errors_call("write", C.encode_write_args(pts, skip_buffering, local_only), None)
+
+    def _errors_call(self, name: str, body: bytes | None, args: Any) -> dict[str, Error]:
+        result, fast = self._call_raw(name, body, args, C.decode_errors_success)
+        return result if fast else C.errors_from_thrift(result)
 
     # -- read commands -----------------------------------------------------------------
     def read(self, patterns: Iterable[str], start: int, end: int,

@@ -22,10 +22,11 @@ come back in the result maps (every key of a write/update/rename gets an
 Error, empty on success, as the original server did). `stats` returns the
 server's counters, this module's counters (`thrift.*`) and the store tree's
 counters (`store.<position>.*`). The verify and read-from-all methods go to
-the server's `ctx.cluster` (a `cyclone.verify.ClusterControl`); without a
-hash store in the tree, verify cannot start (`start_verify` is false),
-`get_verify_status` is `{"hash_store_configured": 0}` and read-from-all
-stays off.
+the server's hooks `ctx.verify` and `ctx.read_from_all`; without a hash
+store in the tree they are None: verify cannot start (`start_verify` is
+false), `get_verify_status` is `{"hash_store_configured": 0}` and
+read-from-all stays off. With one, the status map also has
+`hash_store_configured: 1`.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class CycloneHandler:
     def write_native(self, points_by_key, skip_buffering: bool, local_only: bool) -> dict[str, Error]:
         if not points_by_key:
             return {}
-        self.counters.add("points_received", sum(len(p) for p in points_by_key.values()))
+        self.counters.add("points_received", sum(len(p.timestamps) for p in points_by_key.values()))
         try:
             return self.store.write(points_by_key, skip_buffering, local_only)
         except Exception as e:
@@ -188,53 +189,50 @@ class CycloneHandler:
         return C.stats_to_thrift(collect_stats(self.ctx))
 
     # -- administration ------------------------------------------------------------
-    def _cluster(self) -> Any:
-        """The server's verify/read-from-all control (`ctx.cluster`), or None."""
-        control = getattr(self.ctx, "cluster", None)
-        if control is None or not getattr(control, "enabled", True):
-            return None
-        return control
-
+    # The server's hooks (see cyclone.server.ServerContext): `ctx.verify` and
+    # `ctx.read_from_all` are None unless the tree has a hash store.
     def get_verify_status(self) -> dict[str, int]:
-        control = self._cluster()
-        if control is None:
+        verify = getattr(self.ctx, "verify", None)
+        if verify is None:
             return {"hash_store_configured": 0}
-        status = C.stats_to_thrift(control.status() or {})
+        status = C.stats_to_thrift(verify.get_verify_status() or {})
         status["hash_store_configured"] = 1
         return status
 
     def start_verify(self, repair) -> bool:
-        control = self._cluster()
-        return bool(control.start(bool(repair))) if control is not None else False
+        verify = getattr(self.ctx, "verify", None)
+        return bool(verify.start_verify(bool(repair))) if verify is not None else False
 
     def cancel_verify(self) -> bool:
-        control = self._cluster()
-        return bool(control.cancel()) if control is not None else False
+        verify = getattr(self.ctx, "verify", None)
+        return bool(verify.cancel_verify()) if verify is not None else False
 
     def get_read_from_all(self) -> bool:
-        control = self._cluster()
-        return bool(control.get_read_from_all()) if control is not None else False
+        rfa = getattr(self.ctx, "read_from_all", None)
+        return bool(rfa.get_read_from_all()) if rfa is not None else False
 
     def set_read_from_all(self, read_from_all) -> bool:
-        control = self._cluster()
-        return bool(control.set_read_from_all(bool(read_from_all))) if control is not None else False
+        rfa = getattr(self.ctx, "read_from_all", None)
+        return bool(rfa.set_read_from_all(bool(read_from_all))) if rfa is not None else False
 
 
 # ---------------------------------------------------------------- stats
 def collect_stats(ctx: Any) -> dict[str, Any]:
-    """What `stats` returns: the server's own collection (`ctx.collect_stats()`) if it
-    has one, else its counters (`ctx.stats`, which include `thrift.*`) + process
-    stats + every store's counters (`store.<position>.*`) + verify status."""
+    """What `stats` returns, the same collection as the shell's `stats` and /y/stats:
+    the server's counters (`ctx.stats`, including `thrift.*`), process stats,
+    every store's counters (`store.<position>.*`) and the verify status."""
     from cyclone import stats as cstats
 
-    own = getattr(ctx, "collect_stats", None)
-    if callable(own):
-        return own()
     registry = getattr(ctx, "stats", None)
     server = registry.snapshot() if registry is not None and hasattr(registry, "snapshot") else {}
-    control = getattr(ctx, "cluster", None)
-    verify = control.status() if control is not None and getattr(control, "enabled", False) else None
-    return cstats.collect_all(server, ctx.store, getattr(ctx, "started_at", time.time()), verify)
+    verify_status = None
+    verify = getattr(ctx, "verify", None)
+    if verify is not None:
+        try:
+            verify_status = verify.get_verify_status()
+        except Exception:
+            log.exception("verify status failed")
+    return cstats.collect_all(server, ctx.store, getattr(ctx, "started_at", time.time()), verify_status)
 
 
 # ---------------------------------------------------------------- processor
@@ -266,7 +264,7 @@ class CycloneProcessor(Cyclone.Processor):
         t0 = time.perf_counter()
         try:
             if name == "write":
-                self._process_write_fast(seqid, frame, itrans, iprot, oprot)
+                self._process_write_fast(seqid, frame, itrans, iprot, otrans, oprot)
             elif name == "read":
                 self._process_read_fast(seqid, iprot, otrans, oprot)
             elif name == "read_all":
@@ -308,7 +306,7 @@ class CycloneProcessor(Cyclone.Processor):
         TApplicationException(TApplicationException.INTERNAL_ERROR, "Internal error").write(oprot)
         oprot.writeMessageEnd()
 
-    def _process_write_fast(self, seqid, frame, itrans, iprot, oprot) -> None:
+    def _process_write_fast(self, seqid, frame, itrans, iprot, otrans, oprot) -> None:
         buf = itrans.cstringio_buf
         pos = buf.tell()
         try:
@@ -319,14 +317,12 @@ class CycloneProcessor(Cyclone.Processor):
             self.process_write(seqid, iprot, oprot)
             return
         try:
-            result = Cyclone.write_result(success=C.errors_to_thrift(
-                self.native.write_native(points, skip_buffering, local_only), points.keys()))
+            body = C.encode_errors_success(self.native.write_native(points, skip_buffering, local_only),
+                                           points.keys())
         except Exception:
             self._reply_internal_error("write", seqid, oprot)
             return
-        oprot.writeMessageBegin("write", TMessageType.REPLY, seqid)
-        result.write(oprot)
-        oprot.writeMessageEnd()
+        self._reply_raw("write", seqid, otrans, oprot, body)
 
     def _process_read_fast(self, seqid, iprot, otrans, oprot) -> None:
         args = Cyclone.read_args()

@@ -179,7 +179,6 @@ def _run_mini(config_path: str) -> None:
     from cyclone.stats import StatsRegistry
     from cyclone.store.autocreate import AutocreateRules
     from cyclone.store.factory import build_store
-    from cyclone.verify import ClusterControl
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(config_path)
@@ -189,7 +188,7 @@ def _run_mini(config_path: str) -> None:
     pool.start()
     ctx = types.SimpleNamespace(
         config=config, store=store, reactor=reactor, threadpool=pool, stats=StatsRegistry(),
-        host=config.host, started_at=time.time(), cluster=ClusterControl.from_store(store),
+        host=config.host, started_at=time.time(), verify=None, read_from_all=None,
         call_store=lambda fn, *a: deferToThreadPool(reactor, pool, fn, *a))
     thrift_protocol.start_listeners(ctx)
 

@@ -322,3 +322,22 @@ def test_read_reply_decoder_refusals():
     with pytest.raises(C.NotCanonical):
         C.decode_read_success(good[:-3])
     assert same_read(C.decode_read_success(good)["a"]["a"], ReadResult(None, 0, 10, 10, np.array([1.0])))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(keys, max_size=10, unique=True), st.dictionaries(keys, errors, max_size=5))
+def test_errors_result_codec_matches_generated(all_keys, errors_):
+    res = Cyclone.write_result(success=C.errors_to_thrift(errors_, all_keys))
+    fast = C.encode_errors_success(errors_, all_keys)
+    assert fast == encode(res) == encode(res, accelerated=False)
+    expected = {k: e for k, e in errors_.items() if e is not None and e.description}
+    assert C.decode_errors_success(fast) == expected
+    assert C.errors_from_thrift(decode(Cyclone.write_result, fast).success) == expected
+
+
+def test_errors_result_decoder_refusals():
+    with pytest.raises(C.NotCanonical):
+        C.decode_errors_success(b"\x00")
+    good = C.encode_errors_success({"a": Error("x")}, ["b"])
+    with pytest.raises(C.NotCanonical):
+        C.decode_errors_success(good + b"\x00")
