@@ -40,9 +40,25 @@ def get_timezone(name: str | None) -> tzinfo | None:
         return None
 
 
-def _to_epoch(dt: datetime) -> float:
-    # naive datetimes are local wall-clock time; .timestamp() uses mktime (DST-aware)
-    return dt.timestamp()
+def _localize(dt: datetime, tz: tzinfo | None) -> float:
+    """Epoch of a naive wall-clock time in `tz` (None: local), like pytz's localize(is_dst=False).
+
+    An ambiguous or skipped time (a DST change) takes the standard-time
+    offset, as graphite-web does.
+    """
+    stamps = []
+    for fold in (0, 1):
+        candidate = dt.replace(fold=fold)
+        if tz is not None:
+            aware = candidate.replace(tzinfo=tz)
+            stamps.append((aware.timestamp(), not aware.dst()))
+        else:
+            ts = candidate.timestamp()
+            stamps.append((ts, time.localtime(ts).tm_isdst == 0))
+    for ts, standard in stamps:
+        if standard:
+            return ts
+    return stamps[0][0]
 
 
 def _wall_clock(epoch: float, tz: tzinfo | None) -> datetime:
@@ -151,9 +167,7 @@ def _parse_reference(ref: str, now: float, tz: tzinfo | None) -> float:
         ref_date -= timedelta(days=day_offset)
     elif ref:
         raise TimeParseError(f"unknown day reference {raw!r}")
-    if tz is not None:
-        ref_date = ref_date.replace(tzinfo=tz)
-    return _to_epoch(ref_date)
+    return _localize(ref_date, tz)
 
 
 _UNITS = (
