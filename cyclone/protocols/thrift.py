@@ -38,6 +38,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from thrift.protocol import TBinaryProtocol
+from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport import TTransport
 from twisted.internet import protocol
@@ -236,6 +237,11 @@ def collect_stats(ctx: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- processor
+#: what decoding a malformed request raises (generated code, fastbinary, transports)
+_DECODE_ERRORS = (TProtocolException, TTransport.TTransportException, EOFError, UnicodeDecodeError,
+                  struct.error, ValueError, TypeError, OverflowError, MemoryError, KeyError, AttributeError,
+                  IndexError)
+
 class CycloneProcessor(Cyclone.Processor):
     """The generated processor with numpy fast paths and per-request error handling."""
 
@@ -275,13 +281,17 @@ class CycloneProcessor(Cyclone.Processor):
                 self.counters.add("unknown_methods")
                 return self._exception(name, seqid, TApplicationException.UNKNOWN_METHOD,
                                        f"Unknown function {name}")
-        except Exception as e:
+        except _DECODE_ERRORS as e:
             # the arguments could not be decoded (the handler's own errors are
             # caught inside the process_* methods)
             self.counters.add("protocol_errors")
             _log_limited("thrift %s: bad request: %s: %s", name, type(e).__name__, e)
             return self._exception(name, seqid, TApplicationException.PROTOCOL_ERROR,
                                    f"{name}: cannot decode the request: {type(e).__name__}: {e}")
+        except Exception:
+            log.exception("thrift %s: internal error", name)
+            self.counters.add("internal_errors")
+            return self._exception(name, seqid, TApplicationException.INTERNAL_ERROR, "Internal error")
         self.counters.add_many({f"{name}_calls": 1, f"{name}_usecs": int((time.perf_counter() - t0) * 1e6)})
         return otrans.getvalue() if mtype == TMessageType.CALL else b""
 
