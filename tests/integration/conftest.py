@@ -270,12 +270,15 @@ class CycloneProcess:
         import whisper
 
         path = str(self.data_dir.joinpath(*key.split("."))) + ".wsp"
-        info = whisper.info(path)
-        if info is None:  # missing, or the header is not complete yet
-            raise OSError(f"cannot read the header of {path}")
-        now = int(time.time())
-        (start, end, step), values = whisper.fetch(path, now - info["maxRetention"] + 1, now + 1,
-                                                   now=now)
+        try:
+            info = whisper.info(path)
+            if info is None:  # missing
+                raise OSError(f"cannot read the header of {path}")
+            now = int(time.time())
+            (start, end, step), values = whisper.fetch(path, now - info["maxRetention"] + 1, now + 1,
+                                                       now=now)
+        except whisper.CorruptWhisperFile as e:  # being created: the header is not there yet
+            raise OSError(str(e)) from None
         return {t: v for t, v in zip(range(start, end, step), values) if v is not None}
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
