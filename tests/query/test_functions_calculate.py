@@ -143,6 +143,9 @@ CASES: list[str | C] = [
     "asPercent(test.gauge.*, test.gauge.*, 2)",
     "asPercent(test.gauge.{b,c}, test.gauge.{a,b}, 2)",
     "asPercent(test.hosts.server1.load, test.hosts.*.load, 2)",
+    "asPercent(test.mixed.{fine,coarse}, test.mixed.{medium,coarse}, 2)",
+    "asPercent(test.mixed.*, test.coarse.x, 0)",
+    "asPercent(test.mixed.*, None, 0)",
     "pct(test.gauge.*)",
     "asPercent(test.nothing.*)",
     # -- weightedAverage ------------------------------------------------------------
@@ -302,6 +305,18 @@ def test_inputs_are_not_modified(source) -> None:
         assert same, name
         assert same[0].tags == tags
         assert ((same[0].values == values) | ((same[0].values != same[0].values) & (values != values))).all()
+
+
+def test_as_percent_missing_without_a_window_uses_its_own(source) -> None:
+    # graphite-web raises UnboundLocalError here (no normalize ran before the
+    # first MISSING series); Cyclone gives the series' own window.
+    start, end = WINDOW
+    got = evaluate(["asPercent(test.gauge.{a,b}, test.gauge.{b,c}, 2)"], start, end, source, now=end)
+    assert [s.name for s in got] == [
+        "asPercent(test.gauge.a,MISSING)", "asPercent(test.gauge.b,test.gauge.b)", "asPercent(MISSING,test.gauge.c)"
+    ]
+    assert all(s.step == 10 for s in got)
+    assert (got[0].values != got[0].values).all() and (got[2].values != got[2].values).all()
 
 
 def test_time_slice_and_linear_regression_use_the_request_now(source) -> None:

@@ -32,7 +32,7 @@ from cyclone.query.evaluator import Context
 from cyclone.query.functions._util import fmt_g, format_path_expressions, py_round
 from cyclone.query.functions.alias import alias_key, substr_name
 from cyclone.query.registry import Param, ParamType as T, function
-from cyclone.query.series import SeriesList, TimeSeries, consolidate_values, normalize, stack_rows
+from cyclone.query.series import SeriesList, TimeSeries, normalize, stack_rows
 from cyclone.query.timeparse import parse_time_offset
 
 SERIES_LIST = Param("seriesList", T.seriesList, required=True)
@@ -537,6 +537,9 @@ def as_percent(ctx: Context, series_list: SeriesList, total: Any, nodes: list[in
 
 def _as_percent_nodes(ctx: Context, series_list: SeriesList, total: Any, nodes: list[int | str]) -> SeriesList:
     xff = ctx.x_files_factor
+    # graphite's MISSING totals iterate the series as its first normalize left it
+    norm = normalize([series_list])
+    consolidated_len = {id(s): len(a) for s, a in zip(series_list, norm[1])} if norm else {}
     keys: list[str] = []
     groups: dict[str, SeriesList] = {}
     for s in series_list:
@@ -578,15 +581,14 @@ def _as_percent_nodes(ctx: Context, series_list: SeriesList, total: Any, nodes: 
         if key not in groups:
             s2 = totals[key]
             start, end, step = window[-1] if window else (s2.start, s2.end, s2.step)
-            n = len(consolidate_values(s2.values, s2.values_per_point))
+            n = len(s2)
             name = f"asPercent(MISSING,{s2.name})"
             out.append(TimeSeries(name, start, end, step, np.full(n, np.nan), x_files_factor=xff))
             continue
         for s1 in groups[key]:
             if key not in totals:
                 start, end, step = window[-1] if window else (s1.start, s1.end, s1.step)
-                norm = normalize([series_list])
-                n = len(norm[1][series_list.index(s1)]) if norm else len(s1)
+                n = consolidated_len[id(s1)]
                 name = f"asPercent({s1.name},MISSING)"
                 values = np.full(n, np.nan)
             else:
