@@ -214,6 +214,12 @@ CASES: list[str | C] = [
     "log(offsetToZero(test.gauge.c), 2)",
     "minMax(holtWintersForecast(test.coarse.y, '1d', '2h'))",
     "linearRegression(integralByInterval(test.gauge.a, '1h'))",
+    "holtWintersForecast(sumSeries(test.gauge.*), '6h', '1h')",
+    "timeStack(scale(test.gauge.a, 2), '1h', 0, 2)",
+    "interpolate(delay(test.gauge.b, 2))",
+    "percentileOfSeries(group(test.sparse.s1, test.gauge.b), 50, true)",
+    "weightedAverage(timeStack(test.gauge.a, '1h', 0, 2), timeStack(test.gauge.b, '1h', 0, 2), 4)",
+    "changed(pow(test.div.den, 2))",
 ]
 
 
