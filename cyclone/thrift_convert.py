@@ -705,15 +705,28 @@ def decode_errors_success(buf: bytes, pos: int = 0) -> dict[str, Error]:
     out: dict[str, Error] = {}
     ok = _SUCCESS_ERROR
     ok_len = len(ok)
-    for _ in range(n):
-        key = r.string()
-        p = r.pos
-        if buf[p:p + ok_len] == ok:
-            r.pos = p + ok_len
-            continue
-        error = r.error_struct()
-        if error is not None:
-            out[key] = error
+    key_len = _KEY_HEADER.unpack_from
+    size = len(buf)
+    p = r.pos
+    try:
+        for _ in range(n):
+            (klen,) = key_len(buf, p)
+            kstart = p + 4
+            kend = kstart + klen
+            if klen < 0 or kend > size:
+                raise NotCanonical("key length")
+            if buf.startswith(ok, kend):  # the common case: success, skipped unread
+                p = kend + ok_len
+                continue
+            key = buf[kstart:kend].decode("utf-8")
+            r.pos = kend
+            error = r.error_struct()
+            p = r.pos
+            if error is not None:
+                out[key] = error
+    except (struct.error, UnicodeDecodeError):
+        raise NotCanonical("error map") from None
+    r.pos = p
     if r.field()[0] != 0:
         raise NotCanonical("result trailing field")
     r.end()
