@@ -27,7 +27,14 @@ import numpy as np
 
 from cyclone.query.errors import QueryError
 
-__all__ = ["AGG_FUNCS", "AGG_ALIASES", "resolve_agg_func", "valid_agg_func_names", "reduce_rows"]
+__all__ = [
+    "AGG_FUNCS",
+    "AGG_ALIASES",
+    "resolve_agg_func",
+    "valid_agg_func_names",
+    "reduce_rows",
+    "reduce_windows",
+]
 
 #: Canonical aggregation names, in graphite's order.
 AGG_FUNCS: tuple[str, ...] = (
@@ -110,7 +117,7 @@ def _reduce(m: np.ndarray, func: str, slots: np.ndarray | None, nulls_passed: bo
             else:
                 res = np.nansum(m, axis=1) / count
         elif func == "median":
-            res = np.nanmedian(m, axis=1) if has.any() else np.full(len(m), np.nan)
+            res = _median(m, count)
         elif func == "min":
             res = np.fmin.reduce(m, axis=1)
         elif func == "max":
@@ -145,4 +152,74 @@ def _reduce(m: np.ndarray, func: str, slots: np.ndarray | None, nulls_passed: bo
         else:  # pragma: no cover - resolve_agg_func guards this
             raise QueryError(f"unsupported aggregation function {func!r}")
     res = np.asarray(res, dtype=np.float64)
+    return np.where(has, res, np.nan)
+
+
+def _median(m: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Row medians ignoring NaN (NaN sorts last); odd counts give the middle value itself."""
+    s = np.sort(m, axis=1)
+    rows = np.arange(len(m))
+    lo = np.maximum((count - 1) // 2, 0)
+    hi = np.minimum(count // 2, m.shape[1] - 1)
+    a, b = s[rows, lo], s[rows, hi]
+    return np.where(lo == hi, a, (a + b) / 2)
+
+
+def _block_scan(x: np.ndarray, w: int, op: np.ufunc, identity: float) -> np.ndarray:
+    """op over every window x[j:j+w] (j = 0 .. n-w), in O(n) (van Herk / Gil-Werman).
+
+    Each window is the union of a suffix of one block of w values and a
+    prefix of the next, so every result combines at most two partial
+    reductions computed left to right.
+    """
+    n = len(x)
+    blocks = -(-n // w)
+    padded = np.full(blocks * w, identity)
+    padded[:n] = x
+    b = padded.reshape(blocks, w)
+    prefix = op.accumulate(b, axis=1).ravel()
+    suffix = op.accumulate(b[:, ::-1], axis=1)[:, ::-1].ravel()
+    j = np.arange(n - w + 1)
+    out = op(suffix[j], prefix[j + w - 1])
+    aligned = j % w == 0
+    out[aligned] = suffix[j[aligned]]
+    return out
+
+
+def reduce_windows(v: np.ndarray, w: int, func: str) -> np.ndarray:
+    """`func` over each window v[j:j+w] (j = 0 .. len(v)-w) of the non-null values
+    (movingWindow semantics: Nones are not passed, so ``multiply`` and
+    ``avg_zero`` see only the non-null values). Windows without a non-null
+    value give NaN. sum, average, count, min, max, range, multiply and last
+    run in O(n); the others reduce a sliding view row by row.
+    """
+    func = resolve_agg_func(func)
+    v = np.asarray(v, dtype=np.float64)
+    n = len(v)
+    if w <= 0 or n < w:
+        return np.full(max(0, n - w + 1) if w > 0 else 0, np.nan)
+    valid = ~np.isnan(v)
+    count = _block_scan(valid.astype(np.float64), w, np.add, 0.0)
+    has = count > 0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if func in ("sum", "average", "avg_zero"):
+            total = _block_scan(np.where(valid, v, 0.0), w, np.add, 0.0)
+            res = total if func == "sum" else total / count
+        elif func == "count":
+            res = count
+        elif func == "min":
+            res = _block_scan(v, w, np.fmin, np.nan)
+        elif func == "max":
+            res = _block_scan(v, w, np.fmax, np.nan)
+        elif func == "range":
+            res = _block_scan(v, w, np.fmax, np.nan) - _block_scan(v, w, np.fmin, np.nan)
+        elif func == "multiply":
+            res = _block_scan(np.where(valid, v, 1.0), w, np.multiply, 1.0)
+        elif func == "last":
+            last = np.maximum.accumulate(np.where(valid, np.arange(n), -1))[w - 1 :]
+            res = v[np.maximum(last, 0)]
+        else:
+            from numpy.lib.stride_tricks import sliding_window_view
+
+            return reduce_rows(sliding_window_view(v, w), func, nulls_passed=False)
     return np.where(has, res, np.nan)

@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from cyclone.query.errors import QueryError
+from cyclone.series import CycloneError
 from cyclone.query.parser import Call, Expr, Literal, PathExpr, Template, parse
 from cyclone.query.registry import _Positions, functions_metadata, get_function
 from cyclone.query.series import TimeSeries, parse_tags
@@ -65,8 +66,21 @@ class _Fetcher:
         missing = sorted({p for p in patterns if p not in window})
         if not missing:
             return
-        self.read_calls += 1
-        results = self.store.read(missing, start, end)
+        plain = [p for p in missing if not p.startswith("seriesByTag(")]
+        tagged = [p for p in missing if p.startswith("seriesByTag(")]
+        results: dict[str, Any] = {}
+        if plain:
+            self.read_calls += 1
+            results.update(self.store.read(plain, start, end))
+        if tagged:
+            # Passed through verbatim, as graphite-web passes them to its
+            # finders; a store without a tag index matches nothing (or
+            # refuses the pattern, which counts as no match).
+            try:
+                self.read_calls += 1
+                results.update(self.store.read(tagged, start, end))
+            except CycloneError as e:
+                log.info("tag query %s not supported by the store: %s", tagged, e)
         for pattern in missing:
             rows = []
             for key, rr in sorted((results.get(pattern) or {}).items()):
@@ -136,23 +150,26 @@ class Context:
         return _flatten(_eval(sub, self.series_arg))
 
 
-def _substitute(path: str, replacements: dict[str, Any] | None) -> Any:
-    """graphite's template substitution in a path expression."""
+def _substitute(path: str, replacements: dict[str, Any] | None) -> tuple[bool, Any]:
+    """graphite's template substitution in a path expression.
+
+    Returns (True, path) for a path to fetch, or (False, value) when the
+    whole path is one variable: its value is the argument itself (a number
+    for numeric-looking strings), as in graphite-web.
+    """
     if not replacements:
-        return path
+        return True, path
     expression = path
     for name, value in replacements.items():
         if expression == "$" + name:
-            if not isinstance(value, str):
-                return value
-            if _NUMERIC_RE.match(value):
+            if isinstance(value, str) and _NUMERIC_RE.match(value):
                 try:
-                    return float(value)
+                    return False, float(value)
                 except ValueError:
-                    return value
-            return value
+                    pass
+            return False, value
         expression = expression.replace("$" + name, str(value))
-    return expression
+    return True, expression
 
 
 def _template_replacements(ctx: Context, node: Template) -> dict[str, Any]:
@@ -167,8 +184,8 @@ def _template_replacements(ctx: Context, node: Template) -> dict[str, Any]:
 
 def _collect_patterns(node: Expr, replacements: dict[str, Any] | None, ctx: Context, out: set[str]) -> None:
     if isinstance(node, PathExpr):
-        value = _substitute(node.path, replacements)
-        if isinstance(value, str):
+        is_path, value = _substitute(node.path, replacements)
+        if is_path:
             out.add(value)
     elif isinstance(node, Template):
         _collect_patterns(node.expr, _template_replacements(ctx, node), ctx, out)
@@ -202,8 +219,8 @@ def _eval(ctx: Context, node: Expr) -> Any:
     if isinstance(node, Literal):
         return node.value
     if isinstance(node, PathExpr):
-        value = _substitute(node.path, ctx.replacements)
-        if not isinstance(value, str):
+        is_path, value = _substitute(node.path, ctx.replacements)
+        if not is_path:
             return value
         return ctx.fetcher.series(value, ctx.start, ctx.end)
     if isinstance(node, Template):

@@ -56,8 +56,18 @@ class GraphiteOracle:
         self._tz = pytz.timezone("UTC")
         self.source = source
 
-    def evaluate(self, target: str, start: int, end: int, now: int | None = None) -> list[Any]:
-        tz = self._tz
+    def evaluate(
+        self,
+        target: str,
+        start: int,
+        end: int,
+        now: int | None = None,
+        x_files_factor: float | None = None,
+        tz: str | None = None,
+    ) -> list[Any]:
+        import pytz
+
+        tz = pytz.timezone(tz) if tz else self._tz
         ctx = {
             "startTime": datetime.fromtimestamp(start, tz),
             "endTime": datetime.fromtimestamp(end, tz),
@@ -69,7 +79,7 @@ class GraphiteOracle:
             "sourceIdHeaders": {},
             "data": [],
             "prefetched": {},
-            "xFilesFactor": None,
+            "xFilesFactor": x_files_factor,
             "maxDataPoints": None,
             "targets": [target],
         }

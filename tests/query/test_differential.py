@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cyclone.query import evaluate
 from tests.query.datasource import T0
@@ -45,6 +46,8 @@ class C:
     target: str
     oracle: str | None = None  # what graphite-web is asked instead (a function it spells differently)
     window: tuple[int, int] = WINDOW
+    xff: float | None = None  # the request's xFilesFactor parameter
+    tz: str | None = None  # the request's timezone (default UTC)
 
 
 CASES: list[str | C] = [
@@ -197,6 +200,9 @@ CASES: list[str | C] = [
     "hitcount(test.coarse.y, '90s', true)",
     "hitcount(test.gauge.a, '30s', true)",
     C("hitcount(test.gauge.a, '1h', true)", window=WINDOW_ALIGNED),
+    C("hitcount(test.gauge.a, '1h', true)", tz="Asia/Kolkata"),
+    C("hitcount(test.gauge.a, '1d', true)", tz="America/New_York"),
+    C("hitcount(test.coarse.x, '2min', true)", tz="Asia/Kathmandu"),
     "timeShift(test.gauge.*, '1h')",
     "timeShift(test.gauge.a, '-30min')",
     "timeShift(test.gauge.a, '+15min')",
@@ -340,6 +346,16 @@ CASES: list[str | C] = [
     "perSecond(summarize(test.counter.c1, '5min', 'last'))",
     "divideSeries(sumSeries(test.gauge.*), test.coarse.y)",
     "transformNull(movingSum(test.gauge.b, '1min'), 0)",
+    # -- the request's xFilesFactor ------------------------------------------
+    C("sumSeries(test.gauge.*)", xff=0.5),
+    C("averageSeries(test.mixed.*)", xff=0.5),
+    C("test.mixed.fine|sumSeries(test.mixed.coarse)", xff=0.9),
+    C("movingAverage(test.gauge.b, 10)", xff=0.8),
+    C("summarize(test.gauge.b, '10min', 'avg')", xff=0.95),
+    C("divideSeries(test.mixed.fine, test.mixed.coarse)", xff=1.0),
+    C("countSeries(test.gauge.*)", xff=0.5),
+    C("constantLine(1)", xff=0.5),
+    C("aggregate(test.gauge.*, 'sum', 0.1)", xff=1.0),
 ]
 
 
@@ -347,13 +363,53 @@ def _case(row: str | C) -> C:
     return row if isinstance(row, C) else C(row)
 
 
-@pytest.mark.parametrize("row", CASES, ids=[_case(r).target.strip() + ("" if _case(r).window == WINDOW else f"@{_case(r).window[0]}") for r in CASES])
+def _id(row: str | C) -> str:
+    case = _case(row)
+    out = case.target.strip()
+    if case.window != WINDOW:
+        out += f"@{case.window[0]}-{case.window[1]}"
+    if case.xff is not None:
+        out += f"@xff={case.xff}"
+    if case.tz is not None:
+        out += f"@{case.tz}"
+    return out
+
+
+@pytest.mark.parametrize("row", CASES, ids=[_id(r) for r in CASES])
 def test_matches_graphite(row: str | C, source, oracle) -> None:
     case = _case(row)
     start, end = case.window
-    expected = oracle.evaluate(case.oracle or case.target, start, end, now=end)
-    got = evaluate([case.target], start, end, source, now=end)
+    expected = oracle.evaluate(case.oracle or case.target, start, end, now=end, x_files_factor=case.xff, tz=case.tz)
+    got = evaluate([case.target], start, end, source, now=end, x_files_factor=case.xff, tz=case.tz)
     compare(got, expected, case.target)
+
+
+RANDOM_WINDOW_TARGETS = [
+    "sumSeries(test.mixed.*)",
+    "divideSeries(test.gauge.a, test.div.coarseden)",
+    "movingAverage(test.mixed.*, 4)",
+    "movingMax(test.gauge.b, '3min')",
+    "summarize(test.mixed.*, '5min', 'avg')",
+    "summarize(test.gauge.b, '13min', 'last', true)",
+    "hitcount(test.mixed.*, '4min')",
+    "hitcount(test.coarse.x, '1h', true)",
+    "timeShift(test.mixed.*, '17min')",
+    "perSecond(test.counter.gappy)",
+    "keepLastValue(test.gauge.b, 5)",
+    "constantLine(3)",
+    "countSeries(test.mixed.*)",
+]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    start=st.integers(min_value=T0 - 86400, max_value=T0 + 86400),
+    length=st.integers(min_value=1, max_value=4 * 3600),
+    target=st.sampled_from(RANDOM_WINDOW_TARGETS),
+)
+def test_random_windows_match_graphite(start, length, target, source, oracle) -> None:
+    end = start + length
+    compare(evaluate([target], start, end, source, now=end), oracle.evaluate(target, start, end, now=end), target)
 
 
 def test_all_targets_of_a_request_are_fetched_in_one_read(source) -> None:

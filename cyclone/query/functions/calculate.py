@@ -11,9 +11,7 @@ xFilesFactor (argument, else the series').
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
-
-from cyclone.query.aggfuncs import reduce_rows, resolve_agg_func
+from cyclone.query.aggfuncs import reduce_windows, resolve_agg_func
 from cyclone.query.evaluator import Context
 from cyclone.query.registry import Param, ParamType as T, function
 from cyclone.query.series import SeriesList, TimeSeries, xff_ok
@@ -39,7 +37,7 @@ def _window_values(v: np.ndarray, points: int, func: str, xff: float | None) -> 
     ok = xff_ok(non_null, points, xff)
     if not ok.any():
         return np.full(count, np.nan)
-    out = reduce_rows(sliding_window_view(v[1:], points), func, nulls_passed=False)
+    out = reduce_windows(v[1:], points, func)
     out[~ok] = np.nan
     return out
 
