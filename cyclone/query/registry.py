@@ -67,6 +67,13 @@ How to add a function
    or ``TimeSeries.evolve`` (graphite's in-place edits: everything kept);
    store tags with ``with_tag`` (tag values are strings, like graphite's).
    Raise `QueryError` for bad input that the declaration cannot express.
+   Helpers: `cyclone.query.series` (``normalize`` -- graphite's step
+   normalisation --, ``consolidate_values``, ``stack_rows``, ``xff_ok``),
+   `cyclone.query.aggfuncs` (``reduce_rows`` / ``reduce_windows``: graphite's
+   aggregation functions over matrix rows / sliding windows),
+   `cyclone.query.timeparse` (``parse_time_offset``) and
+   ``cyclone/query/functions/_util.py`` (``fmt_g`` for graphite's ``%g``,
+   ``format_path_expressions``, ``py_round``).
    ``aliases=("sum",)`` registers short names; ``aggregator=True`` marks
    functions usable as an aggregation by name (graphite's
    ``aggOrSeriesFunc`` options).

@@ -359,3 +359,56 @@ def test_same_tree_as_graphite(target, oracle):
     from graphite.render.grammar import grammar
 
     assert tree(parse(target)) == graphite_tree(grammar.parseString(target))
+
+
+# -- random targets: wherever graphite's grammar parses the whole text, we agree ------
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+_path_chars = st.sampled_from(list("abcxyz019_-:#@%=*?[]~!$^&+;<>`/") + ["\\(", "\\,", "\\="])
+_element = st.lists(_path_chars, min_size=1, max_size=4).map("".join)
+_brace = st.lists(st.lists(st.sampled_from(list("abc01*-")), min_size=1, max_size=3).map("".join), min_size=1, max_size=3).map(
+    lambda alts: "{" + ",".join(alts) + "}"
+)
+_component = st.lists(st.one_of(_element, _brace), min_size=1, max_size=2).map("".join)
+_path = st.lists(_component, min_size=1, max_size=4).map(".".join).filter(lambda p: p[0] not in "~!$^&+;<>`/*?[]:#@%=-" or True)
+_number = st.one_of(
+    st.integers(-1000, 1000).map(str),
+    st.floats(-1e4, 1e4, allow_nan=False).map(lambda f: f"{f:.3f}"),
+    st.tuples(st.integers(-9, 9), st.integers(-5, 5)).map(lambda t: f"{t[0]}e{t[1]}"),
+    st.tuples(st.integers(-9, 9), st.integers(0, 99), st.integers(-5, 5)).map(lambda t: f"{t[0]}.{t[1]}E{t[2]}"),
+)
+_string = st.one_of(
+    st.text(alphabet=st.sampled_from(list("ab ,()|=.\\1'*")), max_size=6).filter(lambda s: not s.endswith("\\")).map(lambda s: '"' + s.replace('"', "") + '"'),
+    st.text(alphabet=st.sampled_from(list('ab ,()|=.\\1"*')), max_size=6).filter(lambda s: not s.endswith("\\")).map(lambda s: "'" + s.replace("'", "") + "'"),
+)
+_keyword = st.sampled_from(["true", "false", "True", "FALSE", "None", "none", "inf"])
+_name = st.sampled_from(["f", "sumSeries", "scale", "alias_2", "_x"])
+_ws = st.sampled_from(["", "", " ", "  "])
+
+
+def _call(children):
+    positional = st.lists(st.one_of(children, _number, _string, _keyword), min_size=1, max_size=3)
+    keywords = st.lists(st.tuples(st.sampled_from(["k", "factor", "x_1"]), st.one_of(children, _number, _string, _keyword)), max_size=2, unique_by=lambda kv: kv[0])
+    return st.tuples(_name, positional, keywords, _ws, _ws).map(
+        lambda t: t[0] + "(" + t[3] + (", " + t[4]).join(list(t[1]) + [f"{k}={v}" for k, v in t[2]]) + ")"
+    )
+
+
+_expression = st.recursive(_path, lambda children: st.one_of(
+    _call(children),
+    st.tuples(children, _ws, _call(children)).map(lambda t: f"{t[0]}{t[1]}|{t[1]}{t[2]}"),
+), max_leaves=8)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(target=_expression)
+def test_random_targets_parse_like_graphite(target, oracle):
+    from graphite.render.grammar_unsafe import grammar as graphite_grammar
+    from pyparsing import ParseException
+
+    try:
+        tokens = graphite_grammar.parseString(target, parseAll=True)
+    except ParseException:
+        return
+    assert tree(parse(target, validate=False)) == graphite_tree(tokens)

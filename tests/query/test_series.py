@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cyclone.query import evaluate
-from cyclone.query.aggfuncs import AGG_ALIASES, AGG_FUNCS, reduce_rows
+from cyclone.query.aggfuncs import AGG_ALIASES, AGG_FUNCS, reduce_rows, reduce_windows
 from cyclone.query.series import TimeSeries, apply_max_data_points, consolidate_values, parse_tags
 from tests.query.datasource import T0
 from tests.query.oracle import graphite_values
@@ -71,6 +71,28 @@ def test_reduce_rows_matches_graphite_aggfuncs(rows, func, oracle):
         v = agg(nn) if nn else None
         expected.append(np.nan if v is None else v)
     same(reduce_rows(as_array(sum(padded, [])).reshape(len(rows), width), func, nulls_passed=False), expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=values_st.filter(lambda r: len(r) > 0), w=st.integers(min_value=1, max_value=12), func=st.sampled_from(list(AGG_FUNCS)))
+def test_reduce_windows_matches_row_reduction(values, w, func):
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    v = as_array(values)
+    if len(v) < w:
+        assert len(reduce_windows(v, w, func)) == 0
+        return
+    expected = reduce_rows(sliding_window_view(v, w), func, nulls_passed=False)
+    same(reduce_windows(v, w, func), expected)
+
+
+def test_py_round_is_pythons_round():
+    from cyclone.query.functions._util import py_round
+
+    values = np.array([0.0000125, 2.5e-6, 0.1234565, -0.0000005, 1.0000005, 3.14159265, np.nan, np.inf])
+    expected = [round(x, 6) if np.isfinite(x) else x for x in values.tolist()]
+    got = py_round(values, 6).tolist()
+    assert got[:6] == expected[:6] and np.isnan(got[6]) and got[7] == np.inf
 
 
 # -- maxDataPoints (graphite-web's JSON renderer is the oracle) --------------------------

@@ -72,14 +72,6 @@ def aggregate(ctx: Context, series_list: SeriesList, func: str, x_files_factor: 
     return _aggregate(ctx, [series_list], func, x_files_factor)
 
 
-def _alias_doc(func: str, extra: str = "") -> str:
-    return (
-        f"Combines the series into one whose value at each point is the {func} of "
-        f"the non-null values of all series at that point.{extra}\n\n"
-        f"Shortcut for ``aggregate(seriesList, '{func}')``."
-    )
-
-
 @function("sumSeries", group="Combine", params=SERIES_LISTS, aliases=("sum",), aggregator=True)
 def sum_series(ctx: Context, series_lists: list[SeriesList]) -> SeriesList:
     """Short form: sum(). Adds the series together point by point.
