@@ -26,3 +26,5 @@ def pytest_collection_modifyitems(config, items) -> None:
         if "tests/query/" in str(item.fspath).replace("\\", "/"):
             item.add_marker(pytest.mark.filterwarnings("ignore::DeprecationWarning"))
             item.add_marker(pytest.mark.filterwarnings("ignore::PendingDeprecationWarning"))
+            # the random-target strategy of test_parser has a long repr
+            item.add_marker(pytest.mark.filterwarnings("ignore:Generating overly large repr"))

@@ -114,7 +114,8 @@ def compare(ours: list[Any], theirs: list[Any], target: str, rel: float = 1e-9) 
             f"ours {got[bad[0]]}, graphite {expected[bad[0]]}"
         )
         e, g = expected[~gaps_e], got[~gaps_g]
-        close = (e == g) | (np.abs(e - g) <= rel * np.maximum(np.abs(e), np.abs(g))) | (np.abs(e - g) <= 1e-12)
+        with np.errstate(invalid="ignore"):
+            close = (e == g) | (np.abs(e - g) <= rel * np.maximum(np.abs(e), np.abs(g))) | (np.abs(e - g) <= 1e-12)
         bad = np.nonzero(~close)[0]
         if len(bad):
             idx = np.nonzero(~gaps_e)[0][bad[0]]
