@@ -546,7 +546,7 @@ def _aggregate(method: int, v: np.ndarray, known: np.ndarray, cnt: np.ndarray, k
             return s / float(k)
     rows = np.arange(v.shape[0])
     if method == 3:
-        return v[rows, np.argmax(known, axis=1)]
+        return v[rows, (k - 1) - np.argmax(known[:, ::-1], axis=1)]
     if method == 4:
         w = np.where(known, v, -np.inf)
         out = w[rows, np.argmax(w, axis=1)]
