@@ -390,6 +390,9 @@ DATAPOINT_DTYPE = np.dtype([
     ("stop", "u1"),
 ])
 assert DATAPOINT_DTYPE.itemsize == 23
+# the constant bytes of a record (field headers and stop); ts and value are filled in
+_RECORD_TEMPLATE = np.frombuffer(
+    struct.pack("!bhqbhdb", TType.I64, 1, 0, TType.DOUBLE, 2, 0.0, TType.STOP), np.uint8)
 
 _I8 = struct.Struct("!b")
 _I16 = struct.Struct("!h")
@@ -402,17 +405,18 @@ _MAP = struct.Struct("!bbi")
 _STOP = b"\x00"
 
 
+def _records(ts: np.ndarray, values: np.ndarray) -> memoryview:
+    """The wire bytes of len(ts) Datapoint structs, as a view of a fresh array."""
+    rec = np.empty(len(ts), DATAPOINT_DTYPE)
+    rec.view(np.uint8).reshape(-1, 23)[:] = _RECORD_TEMPLATE
+    rec["ts"] = ts
+    rec["v"] = values
+    return memoryview(rec).cast("B")
+
+
 def encode_datapoint_records(ts: np.ndarray, values: np.ndarray) -> bytes:
     """The wire bytes of len(ts) Datapoint structs (no list header)."""
-    rec = np.empty(len(ts), DATAPOINT_DTYPE)
-    rec["t1"] = TType.I64
-    rec["id1"] = 1
-    rec["ts"] = ts
-    rec["t2"] = TType.DOUBLE
-    rec["id2"] = 2
-    rec["v"] = values
-    rec["stop"] = 0
-    return rec.tobytes()
+    return _records(ts, values).tobytes()
 
 
 def _check_records(rec: np.ndarray) -> None:
@@ -453,7 +457,7 @@ def _w_error_field(out: list, fid: int, error: Error | None) -> None:
 def _w_points_list_field(out: list, fid: int, ts: np.ndarray, values: np.ndarray) -> None:
     out.append(_FIELD.pack(TType.LIST, fid) + _LIST.pack(TType.STRUCT, len(ts)))
     if len(ts):
-        out.append(encode_datapoint_records(ts, values))
+        out.append(_records(ts, values))
 
 
 def _w_i64_field(out: list, fid: int, v: int) -> None:
@@ -572,9 +576,8 @@ def encode_write_args(points_by_key: Mapping[str, Points], skip_buffering: bool 
         all_points = list(points_by_key.values())
         counts = [len(p.timestamps) for p in all_points]
         if sum(counts):
-            big = memoryview(encode_datapoint_records(
-                np.concatenate([p.timestamps for p in all_points]),
-                np.concatenate([p.values for p in all_points])))
+            big = _records(np.concatenate([p.timestamps for p in all_points]),
+                           np.concatenate([p.values for p in all_points]))
         pos = 0
         i32 = _I32.pack
         list_hdr = _LIST.pack
@@ -734,27 +737,42 @@ def decode_errors_success(buf: bytes, pos: int = 0) -> dict[str, Error]:
 
 
 # ---------------------------------------------------------------- read result
-def _w_read_result(out: list, rr: ReadResult) -> None:
-    _w_error_field(out, 1, rr.error)
-    ts, values = _nonnull(rr)
-    _w_points_list_field(out, 2, ts, values)
-    _w_i64_field(out, 4, int(rr.start_time))
-    _w_i64_field(out, 5, int(rr.end_time))
-    _w_i64_field(out, 6, int(rr.step))
-    out.append(_STOP)
-
-
-def encode_read_success(results: Mapping[str, Mapping[str, ReadResult]]) -> bytes:
-    """The `read_result` struct bytes for a successful call (field 0 = the map)."""
+def read_success_chunks(results: Mapping[str, Mapping[str, ReadResult]]) -> list:
+    """The `read_result` struct bytes for a successful call (field 0 = the map), as a
+    list of bytes-like chunks: join them (with any header) in one copy."""
+    # the points of every series are encoded in one numpy pass, then sliced
+    nonnull = [[_nonnull(rr) for rr in by_key.values()] for by_key in results.values()]
+    flat = [tv for per_pattern in nonnull for tv in per_pattern]
+    total = sum(len(t) for t, _v in flat)
+    big = _records(np.concatenate([t for t, _v in flat]), np.concatenate([v for _t, v in flat])) \
+        if total else memoryview(b"")
     out: list = [_FIELD.pack(TType.MAP, 0) + _MAP.pack(TType.STRING, TType.MAP, len(results))]
-    for pattern, by_key in results.items():
+    append = out.append
+    pos = 0
+    list_header = _FIELD.pack(TType.LIST, 2)
+    for (pattern, by_key), per_pattern in zip(results.items(), nonnull):
         _w_string(out, pattern)
-        out.append(_MAP.pack(TType.STRING, TType.STRUCT, len(by_key)))
-        for key, rr in by_key.items():
+        append(_MAP.pack(TType.STRING, TType.STRUCT, len(by_key)))
+        for (key, rr), (ts, _v) in zip(by_key.items(), per_pattern):
             _w_string(out, key)
-            _w_read_result(out, rr)
-    out.append(_STOP)
-    return b"".join(out)
+            _w_error_field(out, 1, rr.error)
+            n = len(ts)
+            append(list_header + _LIST.pack(TType.STRUCT, n))
+            if n:
+                end = pos + 23 * n
+                append(big[pos:end])
+                pos = end
+            append(_FIELD.pack(TType.I64, 4) + _I64.pack(int(rr.start_time))
+                   + _FIELD.pack(TType.I64, 5) + _I64.pack(int(rr.end_time))
+                   + _FIELD.pack(TType.I64, 6) + _I64.pack(int(rr.step)) + _STOP)
+    append(_STOP)
+    return out
+
+
+def encode_read_success(results: Mapping[str, Mapping[str, ReadResult]], prefix: bytes = b"") -> bytes:
+    """The `read_result` struct bytes for a successful call (field 0 = the map),
+    after `prefix` (e.g. the message header, saving a copy of a big reply)."""
+    return b"".join([prefix, *read_success_chunks(results)])
 
 
 def _r_read_result(r: _Reader) -> ReadResult:

@@ -56,6 +56,7 @@ from cyclone.series import (
 from cyclone_if import Cyclone
 
 _FRAME = struct.Struct("!I")
+_HEADER_PEEK = 4096
 
 #: Calls that are not retried once the request may have reached the server.
 NOT_IDEMPOTENT = frozenset({"rename_series", "start_verify", "cancel_verify", "set_read_from_all"})
@@ -180,7 +181,7 @@ class ThriftClient:
             got += k
         return buf
 
-    def _exchange(self, name: str, payload: bytes) -> bytes:
+    def _exchange(self, name: str, payload: bytes) -> bytearray:
         """Send one framed request and return the reply payload (with reconnects)."""
         attempts = 0
         while True:
@@ -199,7 +200,7 @@ class ThriftClient:
                 if n > self.max_frame_bytes:
                     self.close()
                     raise ThriftConnectionError(f"{self!r}: reply of {n} bytes exceeds max_frame_bytes")
-                return bytes(self._recv_exactly(sock, n))
+                return self._recv_exactly(sock, n)
             except socket.timeout:
                 self.close()
                 raise ThriftConnectionError(f"{self!r}: {name} timed out after {self.timeout} s") from None
@@ -218,8 +219,11 @@ class ThriftClient:
         oprot.writeMessageBegin(name, TMessageType.CALL, self._seqid)
         return otrans, oprot, self._seqid
 
-    def _open_reply(self, name: str, seqid: int, payload: bytes) -> tuple[Any, Any]:
-        itrans = TTransport.TMemoryBuffer(payload)
+    def _open_reply(self, name: str, seqid: int, payload: bytearray) -> int:
+        """Check the reply's message header; returns where the result struct starts.
+        An exception reply raises ThriftRequestError."""
+        # the header is small: parse it from a bounded copy (replies can be huge)
+        itrans = TTransport.TMemoryBuffer(bytes(memoryview(payload)[:_HEADER_PEEK]))
         iprot = TBinaryProtocol.TBinaryProtocolAccelerated(itrans)
         try:
             fname, mtype, rseqid = iprot.readMessageBegin()
@@ -230,11 +234,33 @@ class ThriftClient:
             self.close()  # out of step with the server: start over on a new connection
             raise ThriftConnectionError(
                 f"{self!r}: reply to {fname!r} #{rseqid} while waiting for {name!r} #{seqid}")
+        pos = itrans.cstringio_buf.tell()
         if mtype == TMessageType.EXCEPTION:
             x = TApplicationException()
-            x.read(iprot)
+            try:
+                x.read(self._protocol_at(payload, pos))
+            except Exception as e:
+                raise ThriftRequestError(f"{name}: undecodable server error: {e}") from None
             raise ThriftRequestError(f"{name}: server error: {x.message}", x.type or 0)
-        return itrans, iprot
+        return pos
+
+    @staticmethod
+    def _protocol_at(payload: bytearray, pos: int) -> Any:
+        itrans = TTransport.TMemoryBuffer(bytes(payload))
+        itrans.cstringio_buf.seek(pos)
+        return TBinaryProtocol.TBinaryProtocolAccelerated(itrans)
+
+    def _read_result(self, name: str, payload: bytearray, pos: int) -> Any:
+        """Decode `<name>_result` with the generated code; its success value."""
+        result = getattr(Cyclone, f"{name}_result")()
+        try:
+            result.read(self._protocol_at(payload, pos))
+        except Exception as e:
+            raise ThriftRequestError(f"{name}: undecodable reply: {type(e).__name__}: {e}") from None
+        if result.success is None:
+            raise ThriftRequestError(f"{name}: the server sent no result",
+                                     TApplicationException.MISSING_RESULT)
+        return result.success
 
     def _call(self, name: str, args: Any) -> Any:
         """Generic call: encode args with the generated code, decode `<name>_result`."""
@@ -243,16 +269,8 @@ class ThriftClient:
             args.write(oprot)
             oprot.writeMessageEnd()
             payload = self._exchange(name, otrans.getvalue())
-            _itrans, iprot = self._open_reply(name, seqid, payload)
-            result = getattr(Cyclone, f"{name}_result")()
-            try:
-                result.read(iprot)
-            except Exception as e:
-                raise ThriftRequestError(f"{name}: undecodable reply: {type(e).__name__}: {e}") from None
-        if result.success is None:
-            raise ThriftRequestError(f"{name}: the server sent no result",
-                                     TApplicationException.MISSING_RESULT)
-        return result.success
+            pos = self._open_reply(name, seqid, payload)
+        return self._read_result(name, payload, pos)
 
     def _call_raw(self, name: str, body: bytes | None, args: Any, fast_decode: Any) -> Any:
         """Call with pre-encoded args (`body`, or `args` via the generated code) and a
@@ -266,23 +284,11 @@ class ThriftClient:
                 args.write(oprot)
             oprot.writeMessageEnd()
             payload = self._exchange(name, otrans.getvalue())
-            itrans, iprot = self._open_reply(name, seqid, payload)
-            buf = itrans.cstringio_buf
-            pos = buf.tell()
-            if fast_decode is not None:
-                try:
-                    return fast_decode(payload, pos), True
-                except C.NotCanonical:
-                    buf.seek(pos)
-            result = getattr(Cyclone, f"{name}_result")()
-            try:
-                result.read(iprot)
-            except Exception as e:
-                raise ThriftRequestError(f"{name}: undecodable reply: {type(e).__name__}: {e}") from None
-        if result.success is None:
-            raise ThriftRequestError(f"{name}: the server sent no result",
-                                     TApplicationException.MISSING_RESULT)
-        return result.success, False
+            pos = self._open_reply(name, seqid, payload)
+        try:
+            return fast_decode(payload, pos), True
+        except C.NotCanonical:
+            return self._read_result(name, payload, pos), False
 
     # -- write commands ---------------------------------------------------------------
     def update_metadata(self, metadata_by_key: Mapping[str, SeriesMetadata], create_new: bool = True,

@@ -251,8 +251,16 @@ class CycloneProcessor(Cyclone.Processor):
         self.native = handler
 
     def process_frame(self, frame: bytes) -> bytes | None:
-        """One request frame -> the reply payload (b"" for a oneway call), or None
-        to close the connection (the message header itself is unreadable)."""
+        """One request frame -> the framed reply (4-byte length + payload; b"" for a
+        oneway call), or None to close the connection (the message header itself is
+        unreadable). A big reply is built in one piece, so the transport sends it
+        without another copy."""
+        reply = self._process(frame)
+        if reply is None or isinstance(reply, bytes):
+            return _frame(reply) if reply else reply
+        return reply.framed
+
+    def _process(self, frame: bytes) -> "bytes | _Framed | None":
         itrans = TTransport.TMemoryBuffer(frame)
         iprot = TBinaryProtocol.TBinaryProtocolAccelerated(itrans)
         otrans = TTransport.TMemoryBuffer()
@@ -268,11 +276,12 @@ class CycloneProcessor(Cyclone.Processor):
             return self._exception(name, seqid, TApplicationException.INVALID_MESSAGE_TYPE,
                                    f"expected a call, got message type {mtype}")
         t0 = time.perf_counter()
+        reply: _Framed | None = None
         try:
             if name == "write":
                 self._process_write_fast(seqid, frame, itrans, iprot, otrans, oprot)
             elif name == "read":
-                self._process_read_fast(seqid, iprot, otrans, oprot)
+                reply = self._process_read_fast(seqid, iprot, oprot)
             elif name == "read_all":
                 self._process_read_all_fast(seqid, iprot, otrans, oprot)
             elif name in self._processMap:
@@ -293,7 +302,9 @@ class CycloneProcessor(Cyclone.Processor):
             self.counters.add("internal_errors")
             return self._exception(name, seqid, TApplicationException.INTERNAL_ERROR, "Internal error")
         self.counters.add_many({f"{name}_calls": 1, f"{name}_usecs": int((time.perf_counter() - t0) * 1e6)})
-        return otrans.getvalue() if mtype == TMessageType.CALL else b""
+        if mtype != TMessageType.CALL:
+            return b""
+        return reply if reply is not None else otrans.getvalue()
 
     def _exception(self, name: str, seqid: int, kind: int, message: str) -> bytes:
         otrans = TTransport.TMemoryBuffer()
@@ -334,18 +345,23 @@ class CycloneProcessor(Cyclone.Processor):
             return
         self._reply_raw("write", seqid, otrans, oprot, body)
 
-    def _process_read_fast(self, seqid, iprot, otrans, oprot) -> None:
+    def _process_read_fast(self, seqid, iprot, oprot) -> "_Framed | None":
+        """The whole framed reply (built in one join: replies can be hundreds of MB),
+        or None if an exception reply was written to oprot instead."""
         args = Cyclone.read_args()
         args.read(iprot)
         iprot.readMessageEnd()
         try:
             results = self.native.read_native(args.targets, args.start_time, args.end_time,
                                               bool(args.local_only))
-            body = C.encode_read_success(results)
+            htrans = TTransport.TMemoryBuffer()
+            TBinaryProtocol.TBinaryProtocolAccelerated(htrans).writeMessageBegin(
+                "read", TMessageType.REPLY, seqid)
+            chunks = [htrans.getvalue(), *C.read_success_chunks(results)]
+            return _Framed(b"".join([_FRAME.pack(sum(map(len, chunks))), *chunks]))
         except Exception:
             self._reply_internal_error("read", seqid, oprot)
-            return
-        self._reply_raw("read", seqid, otrans, oprot, body)
+            return None
 
     def _process_read_all_fast(self, seqid, iprot, otrans, oprot) -> None:
         args = Cyclone.read_all_args()
@@ -357,6 +373,19 @@ class CycloneProcessor(Cyclone.Processor):
             self._reply_internal_error("read_all", seqid, oprot)
             return
         self._reply_raw("read_all", seqid, otrans, oprot, body)
+
+
+class _Framed:
+    """A reply that already carries its frame length."""
+
+    __slots__ = ("framed",)
+
+    def __init__(self, framed: bytes) -> None:
+        self.framed = framed
+
+
+def _frame(payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload)) + payload
 
 
 _last_log = [0.0, 0]
@@ -463,7 +492,7 @@ class ThriftProtocol(protocol.Protocol):
             self._abort()
             return
         if reply:
-            self.transport.writeSequence([_FRAME.pack(len(reply)), reply])
+            self.transport.write(reply)  # one bytes object: Twisted sends it without copying
         self._pump()
 
     def _failed(self, failure: Any) -> None:
