@@ -9,9 +9,11 @@ one at a time; a connection with many queued frames stops being read until
 it catches up.
 
 `CycloneProcessor` is the generated `cyclone_if.Cyclone.Processor` plus:
-- fast paths for `write` arguments and `read`/`read_all` replies through the
-  numpy codec in `cyclone.thrift_convert` (no Python object per point);
-  anything the fast decoder does not expect is handed to the generated code;
+- fast paths through the numpy codec in `cyclone.thrift_convert` (no Python
+  object per point) for `write` arguments and replies and `read`/`read_all`
+  replies; a big read reply is framed in one join and handed to the
+  transport as one bytes object (no further copy). Anything the fast
+  decoder does not expect is handed to the generated code;
 - errors per request, never per process: a frame whose arguments cannot be
   decoded gets a TApplicationException(PROTOCOL_ERROR) reply (if its header
   could be read; otherwise the connection is closed), a frame over the size

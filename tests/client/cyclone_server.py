@@ -5,9 +5,11 @@ and a data directory under tmp_path, starts `python -m cyclone conf.json`
 and waits until the Thrift port accepts connections. `stop()` (or the
 context manager) terminates it and returns its stderr.
 
-If the real server has no Thrift listener yet (server.py still a stub),
-`mode="mini"` runs this file as a script instead: the store tree from the
-same config (cyclone.store.factory) behind `cyclone.protocols.thrift` only.
+`server_mode()` picks "real" once cyclone/server.py starts protocol
+listeners; before that (a stub server.py) tests fall back to `mode="mini"`:
+this file run as a script, the store tree from the same config
+(cyclone.store.factory) behind `cyclone.protocols.thrift` only. The
+fallback can go once the real server is committed.
 """
 
 from __future__ import annotations
