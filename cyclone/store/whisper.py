@@ -532,46 +532,100 @@ def read_header(fd: int, path: str = "") -> Header:
 # aggregation (vectorised, bit-identical to whisper.aggregate on Python 3.11)
 # --------------------------------------------------------------------------
 
+def _seqsum(v: np.ndarray) -> np.ndarray:
+    """Row sums of v (m, k) added strictly left to right from 0, like Python's sum()."""
+    m, k = v.shape
+    if k <= 16 and m >= 64:
+        s = v[:, 0] + 0.0  # 0 + x: turns -0.0 into 0.0 like sum() (which starts at int 0)
+        for j in range(1, k):
+            s += v[:, j]
+        return s
+    # accumulate is sequential by definition; + 0.0 maps the -0.0 a run of -0.0s
+    # leaves to the 0.0 sum() gives (other partial sums agree exactly)
+    return np.add.accumulate(v, axis=1)[:, -1] + 0.0
+
+
+def _python_rows(method: int, v: np.ndarray, known: np.ndarray | None, out: np.ndarray, k: int) -> None:
+    """Redo rows holding a known NaN with Python's max/min (NaN breaks ordering)."""
+    nan = v != v
+    if known is not None:
+        nan &= known
+    rows = nan.any(axis=1)
+    if rows.any():
+        for r in np.flatnonzero(rows).tolist():
+            vals = v[r] if known is None else v[r][known[r]]
+            out[r] = _aggregate_one(method, vals.tolist(), k)
+
+
+def _aggregate_full(method: int, v: np.ndarray, k: int) -> np.ndarray:
+    """Aggregate each row of v (m, k) when every slot is known."""
+    with np.errstate(all="ignore"):
+        if method == 1 or method == 6:
+            return _seqsum(v) / float(k)
+        if method == 2:
+            return _seqsum(v)
+    if method == 3:
+        return v[:, -1].copy()
+    m = v.shape[0]
+    if method == 4:
+        idx = v.argmax(axis=1)
+    elif method == 5:
+        idx = v.argmin(axis=1)
+    elif method == 7:
+        idx = np.abs(v).argmax(axis=1)
+    elif method == 8:
+        idx = np.abs(v).argmin(axis=1)
+    else:
+        raise InvalidAggregationMethod("Unrecognized aggregation method %s" % method)
+    out = v.ravel()[idx + np.arange(0, m * k, k)]
+    _python_rows(method, v, None, out, k)
+    return out
+
+
 def _aggregate(method: int, v: np.ndarray, known: np.ndarray, cnt: np.ndarray, k: int) -> np.ndarray:
     """Aggregate each row of v (m, k) over its `known` slots (at least one per row)."""
     if method == 1 or method == 2 or method == 6:
-        # cumsum adds strictly left to right like Python's sum(); "+ 0.0" turns the
-        # -0.0 a run of -0.0s leaves into the 0.0 sum() (which starts at int 0) gives.
+        w = v.copy()
+        w[~known] = 0.0
         with np.errstate(all="ignore"):
-            s = np.cumsum(np.where(known, v, 0.0), axis=1)[:, -1] + 0.0
+            s = _seqsum(w)
             if method == 1:
                 return s / cnt
             if method == 2:
                 return s
             return s / float(k)
-    rows = np.arange(v.shape[0])
+    m = v.shape[0]
+    base = np.arange(0, m * k, k)
     if method == 3:
-        return v[rows, (k - 1) - np.argmax(known[:, ::-1], axis=1)]
+        return v.ravel()[base + (k - 1) - known[:, ::-1].argmax(axis=1)]
     if method == 4:
-        w = np.where(known, v, -np.inf)
-        out = w[rows, np.argmax(w, axis=1)]
+        w = v.copy()
+        w[~known] = -np.inf  # a gap is only picked if every known value is -inf: same bits
+        out = w.ravel()[base + w.argmax(axis=1)]
     elif method == 5:
-        w = np.where(known, v, np.inf)
-        out = w[rows, np.argmin(w, axis=1)]
+        w = v.copy()
+        w[~known] = np.inf
+        out = w.ravel()[base + w.argmin(axis=1)]
     elif method == 7:
-        out = v[rows, np.argmax(np.where(known, np.abs(v), -1.0), axis=1)]
+        a = np.abs(v)
+        a[~known] = -1.0
+        out = v.ravel()[base + a.argmax(axis=1)]
     elif method == 8:
         a = np.abs(v)
-        idx = np.argmin(np.where(known, a, np.inf), axis=1)
-        bad = ~known[rows, idx]
+        a[~known] = np.inf
+        idx = a.argmin(axis=1)
+        bad = ~known.ravel()[base + idx]
         if bad.any():  # every known |value| is inf and a gap came first
-            idx[bad] = np.argmax(known[bad] & np.isinf(a[bad]), axis=1)
-        out = v[rows, idx]
+            idx[bad] = (known[bad] & np.isinf(v[bad])).argmax(axis=1)
+        out = v.ravel()[base + idx]
     else:
         raise InvalidAggregationMethod("Unrecognized aggregation method %s" % method)
-    nan_rows = np.flatnonzero((np.isnan(v) & known).any(axis=1))
-    for r in nan_rows.tolist():  # NaN breaks ordering: do exactly what Python's max/min do
-        out[r] = _aggregate_one(method, v[r][known[r]].tolist(), k)
+    _python_rows(method, v, known, out, k)
     return out
 
 
 def _aggregate_one(method: int, vals: list[float], k: int) -> float:
-    """Scalar twin of `_aggregate` for one row of known values (time order)."""
+    """Scalar twin of `_aggregate` for one row of known values (time order): whisper.aggregate."""
     if method == 1:
         return float(sum(vals)) / float(len(vals))
     if method == 2:
@@ -595,44 +649,77 @@ def _aggregate_one(method: int, vals: list[float], k: int) -> float:
 # propagation
 # --------------------------------------------------------------------------
 
-def _propagate_compute(fd: int, header: Header, hi: int, lo: int,
-                       intervals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _lower_intervals(aligned: np.ndarray, lspp: int, contiguous: bool) -> np.ndarray:
+    """Distinct lower intervals of ascending aligned intervals (ascending)."""
+    if contiguous:
+        lo = int(aligned[0])
+        hi = int(aligned[-1])
+        return np.arange(lo - lo % lspp, hi - hi % lspp + 1, lspp, dtype=np.int64)
+    fit = aligned - aligned % lspp
+    if len(fit) > 1:
+        keep = np.empty(len(fit), dtype=bool)
+        keep[0] = True
+        np.not_equal(fit[1:], fit[:-1], out=keep[1:])
+        fit = fit[keep]
+    return fit
+
+
+def _propagate_compute(fd: int, header: Header, hi: int, lo: int, intervals: np.ndarray,
+                       hbase: int | None = None
+                       ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
     """For each lower interval (ascending, unique): (known-any, passes-xff, aggregate).
 
     Reads lower.spp / higher.spp slots of the higher archive per interval
     (from slot 0 if the higher archive is empty, like whisper), keeps the
-    slots whose timestamp is the expected one, and aggregates.
+    slots whose timestamp is the expected one, and aggregates. The two masks
+    are None when every slot of every interval is known (all pass).
     """
     h = header.archives[hi]
     step = h.seconds_per_point
-    k = header.archives[lo].seconds_per_point // step
+    lspp = header.archives[lo].seconds_per_point
+    k = lspp // step
     m = len(intervals)
-    base = _read_base(fd, h)
-    offs = np.arange(k, dtype=np.int64)
-    if base == 0:
-        seg = _read_ring(fd, h, 0, k)
-        t = np.broadcast_to(seg["t"].astype(np.int64), (m, k))
-        v = np.broadcast_to(seg["v"].astype(np.float64), (m, k))
+    n = m * k
+    if hbase is None:
+        hbase = _read_base(fd, h)
+    iv0 = int(intervals[0])
+    if hbase != 0 and int(intervals[-1]) - iv0 == (m - 1) * lspp:
+        # consecutive lower intervals: one contiguous stretch of the higher archive
+        first = (iv0 - hbase) // step
+        if n <= h.points:
+            seg = _read_ring(fd, h, first % h.points, n)
+        else:
+            seg = _read_archive(fd, h)[(first + np.arange(n)) % h.points]
+        expected = np.arange(iv0, iv0 + n * step, step, dtype=np.int64)
     else:
-        starts = (intervals - base) // step
-        first = int(starts[0])
-        rel = ((starts - first)[:, None] + offs).ravel()
-        ent = _gather(fd, h, first, rel)
-        t = ent["t"].astype(np.int64).reshape(m, k)
-        v = ent["v"].astype(np.float64).reshape(m, k)
-    known = t == intervals[:, None] + offs * step
+        offs = np.arange(k, dtype=np.int64)
+        if hbase == 0:
+            seg = np.tile(_read_ring(fd, h, 0, k), m)
+        else:
+            starts = (intervals - hbase) // step
+            first = int(starts[0])
+            seg = _gather(fd, h, first, ((starts - first)[:, None] + offs).ravel())
+        expected = (intervals[:, None] + offs * step).ravel()
+    known = seg["t"] == expected
+    v = seg["v"].astype(np.float64).reshape(m, k)
+    if known.all():
+        return None, None, _aggregate_full(header.aggregation_method, v, k)
+    known = known.reshape(m, k)
     cnt = known.sum(axis=1)
     has = cnt > 0
     passes = has & (cnt / float(k) >= header.x_files_factor)
     agg = np.empty(m, dtype=np.float64)
-    if passes.any():
+    if passes.all():
+        agg = _aggregate(header.aggregation_method, v, known, cnt, k)
+    elif passes.any():
         agg[passes] = _aggregate(header.aggregation_method, v[passes], known[passes], cnt[passes], k)
     return has, passes, agg
 
 
 def _write_intervals(fd: int, a: ArchiveInfo, ivs: np.ndarray, vals: np.ndarray,
-                     all_ivs: np.ndarray | None = None) -> None:
-    """Write (interval, value) points (ascending, unique) one run per pwrite.
+                     all_ivs: np.ndarray | None = None, contiguous: bool = False) -> int:
+    """Write (interval, value) points (ascending, unique) one run per pwrite; returns the
+    archive's base afterwards (0 if unknown).
 
     With `all_ivs` (whisper propagation): if the archive is empty, the base
     becomes the first of `ivs` in the iteration order of ``set(all_ivs)``;
@@ -657,14 +744,16 @@ def _write_intervals(fd: int, a: ArchiveInfo, ivs: np.ndarray, vals: np.ndarray,
             for x in order:
                 slot = ((x - base) // step) % a.points
                 os.pwrite(fd, _POINT.pack(x, wanted[x]), a.offset + slot * POINT_SIZE)
-            return
+            return 0
     elif base == 0:
         base = int(ivs[0])
-    _write_runs(fd, a, base, ivs, vals)
+    _write_runs(fd, a, base, ivs, vals, contiguous)
+    return base
 
 
-def _write_runs(fd: int, a: ArchiveInfo, base: int, ivs: np.ndarray, vals: np.ndarray) -> None:
-    """Write ascending unique intervals spanning less than a retention, one pwrite per run."""
+def _write_runs(fd: int, a: ArchiveInfo, base: int, ivs: np.ndarray, vals: np.ndarray,
+                contiguous: bool = False) -> None:
+    """Write ascending unique intervals, one pwrite per run (ring semantics for long runs)."""
     step = a.seconds_per_point
     n = len(ivs)
     if n == 1:
@@ -673,34 +762,37 @@ def _write_runs(fd: int, a: ArchiveInfo, base: int, ivs: np.ndarray, vals: np.nd
         os.pwrite(fd, _POINT.pack(iv, float(vals[0])), a.offset + slot * POINT_SIZE)
         return
     rec = _pack(ivs, vals)
-    brk = np.flatnonzero(np.diff(ivs) != step) + 1
-    bounds = [0, *brk.tolist(), n]
+    if contiguous or int(ivs[-1]) - int(ivs[0]) == (n - 1) * step:
+        bounds = [0, n]
+    else:
+        brk = np.flatnonzero((ivs[1:] - ivs[:-1]) != step) + 1
+        bounds = [0, *brk.tolist(), n]
     for s, e in zip(bounds[:-1], bounds[1:]):
         s = max(s, e - a.points)  # ring semantics: the newest `points` of a long run
         slot = ((int(ivs[s]) - base) // step) % a.points
         _write_ring(fd, a, slot, rec[s:e], e - s)
 
 
-def _propagate_chain(fd: int, header: Header, ai: int, aligned: np.ndarray) -> None:
-    """whisper's update_many propagation from archive `ai` for these aligned intervals."""
+def _propagate_chain(fd: int, header: Header, ai: int, aligned: np.ndarray,
+                     contiguous: bool, hbase: int) -> None:
+    """whisper's update_many propagation from archive `ai` for these aligned intervals
+    (ascending, unique; `contiguous` if consecutive; `hbase` = archive ai's base or 0)."""
     archives = header.archives
     hi = ai
     for lo in range(ai + 1, len(archives)):
-        lspp = archives[lo].seconds_per_point
-        fit = aligned - aligned % lspp
-        if len(fit) > 1:
-            keep = np.empty(len(fit), dtype=bool)
-            keep[0] = True
-            np.not_equal(fit[1:], fit[:-1], out=keep[1:])
-            fit = fit[keep]
+        fit = _lower_intervals(aligned, archives[lo].seconds_per_point, contiguous)
         if len(fit) == 1:
-            if not _propagate_one(fd, header, hi, lo, int(fit[0])):
+            hbase = _propagate_one(fd, header, hi, lo, int(fit[0]), hbase)
+            if hbase < 0:
                 break
         else:
-            _, passes, agg = _propagate_compute(fd, header, hi, lo, fit)
-            if not passes.any():
+            _, passes, agg = _propagate_compute(fd, header, hi, lo, fit, hbase or None)
+            if passes is None:
+                hbase = _write_intervals(fd, archives[lo], fit, agg, fit, contiguous)
+            elif passes.any():
+                hbase = _write_intervals(fd, archives[lo], fit[passes], agg[passes], fit)
+            else:
                 break
-            _write_intervals(fd, archives[lo], fit[passes], agg[passes], fit)
         hi = lo
 
 
@@ -716,14 +808,14 @@ def _archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals: np.n
     aligned = ts - ts % step
     if n > 1:
         # within an interval the last point (newest; for equal stamps the first given) wins
-        keep = np.empty(n, dtype=bool)
-        keep[-1] = True
-        np.not_equal(aligned[:-1], aligned[1:], out=keep[:-1])
+        keep = aligned[:-1] != aligned[1:]
         if not keep.all():
+            keep = np.append(keep, True)
             aligned = aligned[keep]
             vals = vals[keep]
-        n = len(aligned)
+            n = len(aligned)
     base = _read_base(fd, a)
+    contiguous = int(aligned[-1]) - int(aligned[0]) == (n - 1) * step
     if n == 1:
         iv = int(aligned[0])
         if base == 0:
@@ -732,9 +824,12 @@ def _archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals: np.n
         os.pwrite(fd, _POINT.pack(iv, float(vals[0])), a.offset + slot * POINT_SIZE)
     else:
         rec = _pack(aligned, vals)
-        # runs of contiguous intervals (whisper also glues anything onto interval 0)
-        brk = np.flatnonzero((np.diff(aligned) != step) & (aligned[:-1] != 0)) + 1
-        bounds = [0, *brk.tolist(), n]
+        if contiguous:
+            bounds = [0, n]
+        else:
+            # runs of contiguous intervals (whisper also glues anything onto interval 0)
+            brk = np.flatnonzero(((aligned[1:] - aligned[:-1]) != step) & (aligned[:-1] != 0)) + 1
+            bounds = [0, *brk.tolist(), n]
         first_run = True
         for s, e in zip(bounds[:-1], bounds[1:]):
             count = e - s
@@ -749,7 +844,10 @@ def _archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals: np.n
                 count = a.points
                 slot = (slot + drop) % a.points
             _write_ring(fd, a, slot, rec[s:e], count)
-    _propagate_chain(fd, header, ai, aligned)
+    if ai + 1 < len(header.archives):
+        # the base is known unless interval 0 was written (whisper's glued runs can then
+        # leave something else in slot 0): 0 makes propagation re-read it
+        _propagate_chain(fd, header, ai, aligned, contiguous, base if int(aligned[0]) != 0 else 0)
 
 
 def _check_u32(ts: np.ndarray) -> None:
@@ -770,7 +868,9 @@ def update_many_fd(fd: int, header: Header, timestamps: np.ndarray, values: np.n
     ts = np.asarray(timestamps)
     if ts.dtype != np.int64:
         ts = ts.astype(np.int64)
-    vals = np.asarray(values, dtype=np.float64)
+    vals = np.asarray(values)
+    if vals.dtype != np.float64:
+        vals = vals.astype(np.float64)
     n = ts.shape[0]
     if n == 0:
         return
@@ -779,18 +879,34 @@ def update_many_fd(fd: int, header: Header, timestamps: np.ndarray, values: np.n
     if now is None:
         now = int(time.time())
     now = int(now)
-    if n > 1 and not bool((ts[1:] > ts[:-1]).all()):
+    archives = header.archives
+    if n == 1:
+        t = int(ts[0])
+        age = now - t
+        for i, a in enumerate(archives):
+            if a.retention >= age:
+                interval = t - t % a.seconds_per_point
+                if not 0 <= interval <= _U32_MAX:
+                    raise ValueError("timestamp out of range for the whisper format (0 .. 2**32-1)")
+                _write_one(fd, header, i, interval, float(vals[0]))
+                return
+        return
+    if not (ts[1:] > ts[:-1]).all():
         # newest first, stable (whisper), then reversed per archive: ascending by time
         # with identical stamps in reverse input order, so the last of a run is the first given
         rts = ts[::-1]
-        order = np.argsort(rts, kind="stable")
+        order = rts.argsort(kind="stable")
         ts = rts[order]
         vals = vals[::-1][order]
-    archives = header.archives
     # archive i gets ages in (ret[i-1], ret[i]] i.e. stamps in [now - ret[i], now - ret[i-1])
+    lo_t = now - archives[0].retention
+    if int(ts[0]) >= lo_t:  # everything in archive 0 (the common case)
+        _check_u32(ts)
+        _archive_update(fd, header, 0, ts, vals)
+        return
     cuts = [n]
     for a in archives:
-        cuts.append(int(np.searchsorted(ts, now - a.retention, side="left")) if cuts[-1] else 0)
+        cuts.append(int(ts.searchsorted(now - a.retention, side="left")) if cuts[-1] else 0)
     _check_u32(ts[cuts[-1]:])
     for i in range(len(archives)):
         hi_idx, lo_idx = cuts[i], cuts[i + 1]
@@ -821,44 +937,82 @@ def update_fd(fd: int, header: Header, value: float, timestamp: int | float | No
     interval = timestamp - timestamp % step
     if not 0 <= interval <= _U32_MAX:
         raise ValueError("timestamp out of range for the whisper format (0 .. 2**32-1)")
+    _write_one(fd, header, ai, interval, value)
+
+
+def _write_one(fd: int, header: Header, ai: int, interval: int, value: float) -> None:
+    """Write one aligned point to archive ai and propagate it down (whisper's update,
+    and update_many of a single point)."""
+    a = header.archives[ai]
     base = _read_base(fd, a)
-    slot = 0 if base == 0 else ((interval - base) // step) % a.points
-    os.pwrite(fd, _POINT.pack(interval, value), a.offset + slot * POINT_SIZE)
+    if base == 0:
+        os.pwrite(fd, _POINT.pack(interval, value), a.offset)
+        base = interval
+    else:
+        slot = ((interval - base) // a.seconds_per_point) % a.points
+        os.pwrite(fd, _POINT.pack(interval, value), a.offset + slot * POINT_SIZE)
     hi = ai
-    for lo in range(ai + 1, len(archives)):
-        if not _propagate_one(fd, header, hi, lo, interval):
+    for lo in range(ai + 1, len(header.archives)):
+        base = _propagate_one(fd, header, hi, lo, interval, base)
+        if base < 0:
             break
         hi = lo
 
 
-def _propagate_one(fd: int, header: Header, hi: int, lo: int, timestamp: int) -> bool:
-    """whisper's __propagate for one interval (scalar fast path)."""
+_UNPACKERS: dict[int, struct.Struct] = {}
+
+
+def _propagate_one(fd: int, header: Header, hi: int, lo: int, timestamp: int, hbase: int = 0) -> int:
+    """whisper's __propagate for one interval (scalar fast path).
+
+    `hbase` is the higher archive's base if known (0: read it). Returns -1 if
+    nothing was propagated, else the lower archive's base afterwards (0 if unknown).
+    """
     h = header.archives[hi]
     low = header.archives[lo]
     step = h.seconds_per_point
     interval = timestamp - timestamp % low.seconds_per_point
     k = low.seconds_per_point // step
-    base = _read_base(fd, h)
+    base = hbase or _read_base(fd, h)
     slot = 0 if base == 0 else ((interval - base) // step) % h.points
-    seg = _read_ring(fd, h, slot, k)
-    if k <= 32:
-        raw = struct.unpack("!" + "Ld" * k, seg.tobytes())
-        known = [raw[2 * j + 1] for j in range(k) if raw[2 * j] == interval + j * step]
+    end = slot + k
+    if end <= h.points:
+        data = _pread(fd, k * POINT_SIZE, h.offset + slot * POINT_SIZE, "datapoints")
+    else:
+        data = (_pread(fd, (h.points - slot) * POINT_SIZE, h.offset + slot * POINT_SIZE, "datapoints")
+                + _pread(fd, (end - h.points) * POINT_SIZE, h.offset, "datapoints"))
+    if k <= 128:
+        unpack = _UNPACKERS.get(k)
+        if unpack is None:
+            unpack = _UNPACKERS[k] = struct.Struct("!" + "Ld" * k)
+        raw = unpack.unpack(data)
+        stamps = raw[0::2]
+        if stamps == tuple(range(interval, interval + k * step, step)):
+            known = list(raw[1::2])
+        else:
+            known = [raw[2 * j + 1] for j in range(k) if stamps[j] == interval + j * step]
         if not known or len(known) / float(k) < header.x_files_factor:
-            return False
+            return -1
         value = _aggregate_one(header.aggregation_method, known, k)
     else:
-        t = seg["t"].astype(np.int64)
-        kn = t == interval + np.arange(k, dtype=np.int64) * step
+        seg = np.frombuffer(data, dtype=POINT_DTYPE)
+        kn = seg["t"] == np.arange(interval, interval + k * step, step, dtype=np.int64)
         cnt = int(kn.sum())
         if cnt == 0 or cnt / float(k) < header.x_files_factor:
-            return False
-        value = float(_aggregate(header.aggregation_method, seg["v"].astype(np.float64)[None, :],
-                                 kn[None, :], np.array([cnt]), k)[0])
+            return -1
+        v = seg["v"].astype(np.float64)[None, :]
+        if cnt == k:
+            value = float(_aggregate_full(header.aggregation_method, v, k)[0])
+        else:
+            value = float(_aggregate(header.aggregation_method, v, kn[None, :],
+                                     np.array([cnt]), k)[0])
     lbase = _read_base(fd, low)
-    lslot = 0 if lbase == 0 else ((interval - lbase) // low.seconds_per_point) % low.points
+    if lbase == 0:
+        os.pwrite(fd, _POINT.pack(interval, value), low.offset)
+        return interval
+    lslot = ((interval - lbase) // low.seconds_per_point) % low.points
     os.pwrite(fd, _POINT.pack(interval, value), low.offset + lslot * POINT_SIZE)
-    return True
+    return lbase
 
 
 # --------------------------------------------------------------------------
@@ -1000,15 +1154,28 @@ def fetch_fd(fd: int, header: Header, from_time: int, until_time: int | None = N
 
 
 def _to_list(values: np.ndarray, valid: np.ndarray) -> list:
+    """Values as a list of Python floats with None where not valid (fast for any mix)."""
     n = len(values)
-    good = int(np.count_nonzero(valid))
-    if good == n:
+    bad = np.flatnonzero(~valid)
+    nb = len(bad)
+    if nb == 0:
         return values.tolist()
-    if good == 0:
+    if nb == n:
         return [None] * n
-    out = np.full(n, None, dtype=object)
-    out[valid] = values[valid]
-    return out.tolist()
+    if nb * 4 <= n:
+        out = values.tolist()
+        for i in bad.tolist():
+            out[i] = None
+        return out
+    if nb * 4 >= 3 * n:
+        good = np.flatnonzero(valid)
+        out = [None] * n
+        for i, v in zip(good.tolist(), values[good].tolist()):
+            out[i] = v
+        return out
+    obj = np.full(n, None, dtype=object)
+    obj[valid] = values[valid]
+    return obj.tolist()
 
 
 def read_archive_fd(fd: int, header: Header, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1140,7 +1307,9 @@ def delete_points_fd(fd: int, header: Header, timestamps: np.ndarray, now: int |
             low = archives[lo]
             lspp = low.seconds_per_point
             lows = np.unique(gone - gone % lspp)
-            has, passes, agg = _propagate_compute(fd, header, hi, lo, lows)
+            _, passes, agg = _propagate_compute(fd, header, hi, lo, lows)
+            if passes is None:
+                passes = np.ones(len(lows), dtype=bool)
             changed = False
             if passes.any():
                 _write_intervals(fd, low, lows[passes], agg[passes])
@@ -1335,18 +1504,23 @@ def update(path: str, value: float, timestamp: int | float | None = None, now: i
 
 
 def _points_to_arrays(points: Sequence[Sequence[Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """[(t, v), ...] -> (int64 stamps, float64 values) with whisper's int(t), float(v)."""
     try:
-        arr = np.array(points, dtype=np.float64)
-        if arr.ndim != 2 or arr.shape[1] != 2:
-            raise ValueError
-        t = arr[:, 0]
-        if not np.isfinite(t).all() or np.abs(t).max() >= 2.0 ** 53:
-            raise ValueError
-        return np.trunc(t).astype(np.int64), np.ascontiguousarray(arr[:, 1])
-    except (ValueError, TypeError):
-        conv = [(int(t), float(v)) for t, v in points]
-        return (np.array([p[0] for p in conv], dtype=np.int64),
-                np.array([p[1] for p in conv], dtype=np.float64))
+        ts_t, vs_t = zip(*points)
+    except (TypeError, ValueError):
+        ts_t = vs_t = None
+    if ts_t is not None:
+        ts = np.array(ts_t)
+        vs = np.array(vs_t)
+        kind = ts.dtype.kind
+        if kind == "f" and np.isfinite(ts).all() and np.abs(ts).max() < 2.0 ** 62:
+            ts = np.trunc(ts).astype(np.int64)
+            kind = "i"
+        if kind == "i" and vs.dtype.kind in "fiub":
+            return ts.astype(np.int64, copy=False), vs.astype(np.float64, copy=False)
+    conv = [(int(t), float(v)) for t, v in points]
+    return (np.array([p[0] for p in conv], dtype=np.int64),
+            np.array([p[1] for p in conv], dtype=np.float64))
 
 
 def update_many(path: str, points: Sequence[Sequence[Any]], now: int | None = None) -> None:
