@@ -258,6 +258,8 @@ class WriteBufferStore(Store):
         self._current = _Generation()
         self._flushing: list[_Generation] = []
         self._pending_meta: dict[str, _PendingMetadata] = {}
+        # metadata taken from _pending_meta and being applied: still visible to reads and finds
+        self._applying_meta: dict[str, _PendingMetadata] = {}
         self._deferred_deletes: list[str] = []
         self._cycles_started = 0
         self._cycles_done = 0
@@ -421,8 +423,16 @@ class WriteBufferStore(Store):
         with self._lock:
             pending = self._pending_meta
             self._pending_meta = {}
+            self._applying_meta = pending
         if not pending:
             return set()
+        try:
+            return self._apply_metadata(pending)
+        finally:
+            with self._lock:
+                self._applying_meta = {}
+
+    def _apply_metadata(self, pending: dict[str, _PendingMetadata]) -> set[str]:
         items = list(pending.items())
         rate = self.max_update_metadatas_per_second
         limit = self.disable_rate_limit_for_queue_length
@@ -553,7 +563,7 @@ class WriteBufferStore(Store):
             return set()
 
     def _buffered_keys_matching_checked(self, pattern: str, subtree: bool) -> set[str]:
-        candidates: set[str] = set(self._pending_meta)
+        candidates: set[str] = set(self._pending_meta) | set(self._applying_meta)
         for gen in self._generations():
             candidates.update(gen.ids_of)
         if not patterns.is_pattern(pattern):
@@ -575,7 +585,7 @@ class WriteBufferStore(Store):
             # freeze what we overlay: points appended after this are newer reads' business
             frozen = [(g, g.n_points) for g in gens]
             matched = {p: self._buffered_keys_matching(p) for p in patterns_}
-            pending = {k: pm.metadata for k, pm in self._pending_meta.items()}
+            pending = {k: pm.metadata for k, pm in (*self._applying_meta.items(), *self._pending_meta.items())}
         with timed(self.stats_counters, "read_usecs"):
             results = self.store.read(patterns_, start, end, local_only)
             wanted = set().union(*matched.values()) if matched else set()
@@ -624,7 +634,7 @@ class WriteBufferStore(Store):
         if not self.merge_find_patterns:
             return results
         with self._lock:
-            candidates: set[str] = set(self._pending_meta)
+            candidates: set[str] = set(self._pending_meta) | set(self._applying_meta)
             for gen in self._generations():
                 candidates.update(gen.ids_of)
         if not candidates:
