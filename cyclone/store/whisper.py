@@ -850,6 +850,14 @@ def _archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals: np.n
         _propagate_chain(fd, header, ai, aligned, contiguous, base if int(aligned[0]) != 0 else 0)
 
 
+def _check_size(fd: int, header: Header) -> None:
+    """Refuse to write into a file shorter than its (possibly cached) header says."""
+    size = os.fstat(fd).st_size
+    if size < header.file_size:
+        raise CorruptWhisperFile("truncated archive: file is %d bytes, archives need %d"
+                                 % (size, header.file_size), _fd_name(fd))
+
+
 def _check_u32(ts: np.ndarray) -> None:
     if len(ts) and (int(ts[0]) < 0 or int(ts[-1]) > _U32_MAX):
         raise ValueError("timestamp out of range for the whisper format (0 .. 2**32-1)")
@@ -879,6 +887,7 @@ def update_many_fd(fd: int, header: Header, timestamps: np.ndarray, values: np.n
     if now is None:
         now = int(time.time())
     now = int(now)
+    _check_size(fd, header)
     archives = header.archives
     if n == 1:
         t = int(ts[0])
@@ -937,6 +946,7 @@ def update_fd(fd: int, header: Header, value: float, timestamp: int | float | No
     interval = timestamp - timestamp % step
     if not 0 <= interval <= _U32_MAX:
         raise ValueError("timestamp out of range for the whisper format (0 .. 2**32-1)")
+    _check_size(fd, header)
     _write_one(fd, header, ai, interval, value)
 
 
@@ -1128,6 +1138,7 @@ def _fetch(fd: int, header: Header, fromTime: Any, untilTime: Any, now: Any,
         untilTime = now
     age = now - fromTime
     archives = header.archives
+    _check_size(fd, header)
     if archiveToSelect:
         wanted = parseRetentionDef(str(archiveToSelect) + ":1")[0]
         for a in archives:
@@ -1279,6 +1290,7 @@ def delete_points_fd(fd: int, header: Header, timestamps: np.ndarray, now: int |
     if now is None:
         now = int(time.time())
     now = int(now)
+    _check_size(fd, header)
     archives = header.archives
     n = len(ts)
     cuts = [n]
@@ -1362,11 +1374,12 @@ def resample_fd(src_fd: int, src_header: Header, dst_fd: int, dst_header: Header
     For each destination archive (finest first) and each interval it can hold
     (age <= retention, newest `points` intervals), the value comes from, in order:
     1. the source archive with the same resolution (values kept exactly);
-    2. aggregating the finest finer source whose data for the interval meets
-       the destination's xFilesFactor (the destination's finer archive as
-       already built, or a source archive whose resolution divides this one),
-       with the destination's aggregation method;
-    3. a coarser source point at exactly that interval (kept as a sparse point).
+    2. aggregating, with the destination's aggregation method and xFilesFactor,
+       the destination's next finer archive as already built (like whisper's
+       propagation) or, where that has no data meeting the xFilesFactor, the
+       finest source archive whose resolution divides this one;
+    3. a coarser source point at exactly that interval (kept as a sparse point),
+       for times older than every source archive of this or a finer resolution.
     Source points older than their archive's retention are ignored.
     """
     if now is None:
@@ -1377,6 +1390,7 @@ def resample_fd(src_fd: int, src_header: Header, dst_fd: int, dst_header: Header
         t, v = read_archive_fd(src_fd, src_header, i)
         keep = now - t <= a.retention
         sources.append((a.seconds_per_point, t[keep], v[keep]))
+    src_ret = [(a.seconds_per_point, a.retention) for a in src_header.archives]
     method = dst_header.aggregation_method
     xff = dst_header.x_files_factor
     built: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -1389,22 +1403,28 @@ def resample_fd(src_fd: int, src_header: Header, dst_fd: int, dst_header: Header
                 got_t.append(t)
                 got_v.append(v)
         # finest first; the destination's own finer archive beats a source of equal resolution
-        finer = [(sspp, 1, t, v) for sspp, t, v in sources if sspp < step and step % sspp == 0]
+        # the destination's finer archive first (as whisper propagates archive by
+        # archive), then finer source archives (finest first) for what it lacks
+        finer = sorted(((sspp, t, v) for sspp, t, v in sources if sspp < step and step % sspp == 0),
+                       key=lambda s: s[0])
         if built:
-            finer.append((built[-1][0], 0, built[-1][1], built[-1][2]))
-        finer.sort(key=lambda s: (s[0], s[1]))
+            finer.insert(0, built[-1])
         coarser = sorted(((sspp, t, v) for sspp, t, v in sources
                           if sspp > step), key=lambda s: s[0])
-        for sspp, _, t, v in finer:
+        for sspp, t, v in finer:
             if len(t):
                 it, iv = _bucket_aggregate(t, v, sspp, step, method, xff)
                 got_t.append(it)
                 got_v.append(iv)
+        # coarser data only where no source of this or a finer resolution reaches back
+        covered = max((r for sspp, r in src_ret if sspp <= step), default=None)
         for sspp, t, v in coarser:
-            aligned = t % step == 0
-            if aligned.any():
-                got_t.append(t[aligned])
-                got_v.append(v[aligned])
+            use = t % step == 0
+            if covered is not None:
+                use &= now - t > covered
+            if use.any():
+                got_t.append(t[use])
+                got_v.append(v[use])
         if got_t:
             t = np.concatenate(got_t)
             v = np.concatenate(got_v)
