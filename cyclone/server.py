@@ -77,6 +77,9 @@ class ServerContext:
                     (set by the cluster code when the tree has a hash store)
       read_from_all None, or an object with get_read_from_all() -> bool and
                     set_read_from_all(on) -> bool (returns the previous state)
+      cluster       `cyclone.verify.ClusterControl` (inert without a hash store), or None
+                    if that module is missing; verify/read_from_all are set to it when
+                    the tree has a hash store
     """
 
     def __init__(self, config: Config, store: Any, autocreate: Any, reactor: Any, threadpool: Any) -> None:
@@ -91,6 +94,7 @@ class ServerContext:
         self.started_at = time.time()
         self.verify: Any = None
         self.read_from_all: Any = None
+        self.cluster: Any = None
         self.running_tasks: dict[int, tuple[str, float]] = {}
         self.connections: set[Any] = set()
         self.ports: list[Any] = []
@@ -224,6 +228,7 @@ class Server:
         store = build_store(config.store_config, rules, config.open_file_cache_size)
         pool = ThreadPool(minthreads=0, maxthreads=config.store_threads, name="store")
         self.ctx = ServerContext(config, store, rules, reactor, pool)
+        self._wire_cluster()
         from cyclone.verify import ClusterControl
 
         # verify / read-from-all hooks (shell, Thrift, stats): inert without a hash store
@@ -235,6 +240,20 @@ class Server:
         self.reporter = StatsReporter(self.ctx)
         self.watcher = ConfigWatcher(config, self._on_config_change)
         self.watch_loop: Any = None
+
+    def _wire_cluster(self) -> None:
+        """verify / read-from-all hooks: `cyclone.verify.ClusterControl` when the tree has a hash store."""
+        try:
+            from cyclone.verify import ClusterControl
+        except ModuleNotFoundError as e:
+            if e.name != "cyclone.verify":
+                raise
+            return
+        cluster = ClusterControl.from_store(self.ctx.store)
+        self.ctx.cluster = cluster
+        if cluster.enabled:
+            self.ctx.verify = cluster
+            self.ctx.read_from_all = cluster
 
     # -- startup --------------------------------------------------------------------
     def listen(self) -> None:
@@ -353,6 +372,11 @@ class Server:
             except Exception:
                 log.exception("shutdown hook failed")
         await ctx.ingest.wait_idle()
+        if ctx.verify is not None:
+            try:
+                await ctx.call_store(ctx.verify.cancel_verify)
+            except Exception as e:
+                log.warning("shutdown: cancelling verify failed: %s", e)
         log.info("shutdown: all received data handed to the store (%.2f s); flushing",
                  time.monotonic() - t0)
         try:

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: the pipeline pauses stream sockets when this many parsed points wait for the store
 MAX_PENDING_POINTS = 2_000_000
+#: points per store.write call from the pipeline (bounds transient per-series objects)
+WRITE_CHUNK = 16_384
 
 
 class ListenError(Exception):
@@ -330,7 +332,11 @@ class IngestPipeline:
         d.addCallbacks(self._written, self._write_failed)
 
     def _write(self, subs: list[_Submission]) -> dict[str, Any]:
-        """Store-pool thread: group everything queued and write it in one call."""
+        """Store-pool thread: group everything queued and write it, WRITE_CHUNK points per call.
+
+        Chunks bound the transient per-series objects (the Store API takes a
+        Points per key) while keeping the order of points.
+        """
         if len(subs) == 1:
             keys: Sequence[Any] = subs[0].keys
             ts, vals = subs[0].ts, subs[0].vals
@@ -338,16 +344,29 @@ class IngestPipeline:
             keys = _concat_lists([s.keys for s in subs])
             ts = np.concatenate([s.ts for s in subs])
             vals = np.concatenate([s.vals for s in subs])
-        batch, undecodable, bad_raw = group_points(keys, ts, vals)
-        errors = self.ctx.store.write(batch) if batch else {}
-        refused_points = 0
-        invalid = 0
-        for key, err in errors.items():
-            pts = batch.get(key)
-            refused_points += len(pts) if pts is not None else 0
-            if "invalid key" in err.description:
-                invalid += 1
-        return {"points": len(keys), "undecodable": undecodable, "bad_raw": bad_raw[:3],
+        n = len(keys)
+        errors: dict[str, Any] = {}
+        undecodable = refused_points = invalid = bad_keys = 0
+        bad_raw: list[Any] = []
+        for start in range(0, n, WRITE_CHUNK):
+            end = min(n, start + WRITE_CHUNK)
+            whole = start == 0 and end == n
+            batch, dropped, bad = group_points(keys if whole else keys[start:end],
+                                               ts if whole else ts[start:end],
+                                               vals if whole else vals[start:end])
+            undecodable += dropped
+            if bad:
+                bad_keys += len(set(bad))
+                bad_raw.extend(bad[:max(0, 3 - len(bad_raw))])
+            chunk_errors = self.ctx.store.write(batch) if batch else {}
+            for key, err in chunk_errors.items():
+                pts = batch.get(key)
+                refused_points += len(pts) if pts is not None else 0
+                if key not in errors and "invalid key" in err.description:
+                    invalid += 1
+                errors[key] = err
+            del batch
+        return {"points": n, "undecodable": undecodable, "bad_raw": bad_raw, "bad_keys": bad_keys,
                 "errors": errors, "refused_points": refused_points, "invalid": invalid}
 
     def _written(self, result: dict[str, Any]) -> None:
@@ -357,8 +376,8 @@ class IngestPipeline:
             "batches": 1,
             "points_written": result["points"] - refused,
             "points_refused": refused,
-            "keys_refused": len(errors) + len(result["bad_raw"]),
-            "invalid_keys": result["invalid"] + len(result["bad_raw"]),
+            "keys_refused": len(errors) + result["bad_keys"],
+            "invalid_keys": result["invalid"] + result["bad_keys"],
         })
         if result["bad_raw"]:
             self._bad_log("ingest: refused %d points with keys that are not UTF-8 (e.g. %s)",
