@@ -592,3 +592,130 @@ def test_corrupt_whisper_file_exception_shape():
     assert str(e) == "Unable to read header (/x/y.wsp)"
     assert repr(e) == "<CorruptWhisperFile[/x/y.wsp] Unable to read header>"
     assert str(W.CorruptWhisperFile("Unable to read header", "/x/y.wsp")) == str(e)
+
+
+# --------------------------------------------------------------------------
+# properties of delete and resize over random histories
+# --------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.test_whisper_compat import play, scenarios  # noqa: E402
+
+PROPS = dict(max_examples=int(os.environ.get("WHISPER_COMPAT_EXAMPLES", "600")) // 4, deadline=None, database=None,
+             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+def points_of(path):
+    """Per archive: {timestamp: value} of every valid point."""
+    return [dict(zip(t.tolist(), v.tolist())) for t, v in archives(path)]
+
+
+def same(a, b):
+    return struct.pack("!d", a) == struct.pack("!d", b)
+
+
+def model_value(header, higher_points, lo, interval):
+    """What propagation computes for `interval` of archive `lo` from the archive above."""
+    h = header.archives[lo - 1]
+    k = header.archives[lo].seconds_per_point // h.seconds_per_point
+    known = [higher_points[t] for t in range(interval, interval + k * h.seconds_per_point, h.seconds_per_point)
+             if t in higher_points]
+    if not known or len(known) / float(k) < header.x_files_factor:
+        return None
+    return C._aggregate_one(header.aggregation_method, known, k)
+
+
+@settings(**PROPS)
+@given(sc=scenarios(max_ops=4), data=st.data())
+def test_delete_points_property(tmp_path, sc, data):
+    pa, pb = str(tmp_path / "a.wsp"), str(tmp_path / "b.wsp")
+    for q in (pa, pb):
+        if os.path.exists(q):
+            os.unlink(q)
+    now = play(sc, pa, pb)
+    if now is None:
+        return
+    before = points_of(pb)
+    with Fd(pb) as f:
+        header = f.header
+        stored = sorted({t for pts in before for t in pts})
+        picks = data.draw(st.lists(st.sampled_from(stored), max_size=8)) if stored else []
+        extra = data.draw(st.lists(st.integers(max(now - header.max_retention - 100, 0), now + 100), max_size=3))
+        stamps = picks + extra
+        cleared = C.delete_points_fd(f.fd, header, arr(*stamps) if stamps else arr(), now)
+    after = points_of(pb)
+    # which archive each stamp addresses (update_many's rule) and what it held there
+    gone = [set() for _ in header.archives]
+    for t in set(stamps):
+        for i, a in enumerate(header.archives):
+            if now - t <= a.retention:
+                iv = t - t % a.seconds_per_point
+                if iv in before[i]:
+                    gone[i].add(iv)
+                break
+    # archives are processed in order; a recomputation above may already have
+    # replaced (in the ring) a point a later archive was asked to delete
+    first = next((len(g) for g in gone if g), 0)
+    assert first <= cleared <= sum(len(g) for g in gone)
+    touched = [set() for _ in header.archives]
+    for i, a in enumerate(header.archives):
+        if i:
+            src = touched[i - 1] | gone[i - 1]
+            touched[i] = {t - t % a.seconds_per_point for t in src}
+    for i, a in enumerate(header.archives):
+        for t in gone[i]:
+            assert t not in after[i]
+        for t, v in before[i].items():
+            if t in gone[i] or t in touched[i]:
+                continue
+            evicted = any((t2 - t) % a.retention == 0 for t2 in touched[i] if t2 in after[i])
+            assert evicted or (t in after[i] and same(after[i][t], v))
+        if i == 0:
+            continue
+        for t in touched[i] - gone[i]:
+            want = model_value(header, after[i - 1], i, t)
+            if t in after[i] and (t not in before[i] or not same(after[i][t], before[i][t])):
+                assert want is not None and same(after[i][t], want)  # (re)computed: by the rule
+            if t in before[i] and t not in after[i]:
+                evicted = any((t2 - t) % a.retention == 0 for t2 in after[i] if t2 != t)
+                assert evicted or want is None  # cleared: the rule gives nothing
+    # both libraries read the result alike
+    for frm in (now - 10, now - header.max_retention // 2, now - header.max_retention):
+        assert bits_equal(W.fetch(pb, frm, now, now=now), C.fetch(pb, frm, now, now=now))
+
+
+def bits_equal(a, b):
+    from tests.test_whisper_compat import bits
+    return bits(a) == bits(b)
+
+
+@settings(**PROPS)
+@given(sc=scenarios(max_ops=4), grow=st.sampled_from([1, 1, 2, 3]))
+def test_resize_same_resolutions_keeps_points(tmp_path, sc, grow):
+    pa, pb = str(tmp_path / "a.wsp"), str(tmp_path / "b.wsp")
+    for q in (pa, pb):
+        if os.path.exists(q):
+            os.unlink(q)
+    now = play(sc, pa, pb)
+    if now is None or now < 10**6:
+        return  # (near the epoch, interval 0 looks like an empty slot)
+    with Fd(pb) as f:
+        header = f.header
+    before = points_of(pb)
+    new_layout = [(s, n * grow) for s, n in header.archive_list()]
+    C.resize(pb, new_layout, now=now)
+    after = points_of(pb)
+    assert sorted(os.listdir(tmp_path)) == ["a.wsp", "b.wsp"]
+    for (s, n), old, new in zip(header.archive_list(), before, after):
+        for t, v in old.items():
+            if now - t <= s * n:
+                assert t in new and same(new[t], v)
+    # every value fetch returned before is still returned
+    for frm in (now - 10, now - header.max_retention // 2, now - header.max_retention):
+        r0 = W.fetch(pa, frm, now, now=now)
+        r1 = C.fetch(pb, frm, now, now=now)
+        if r0 is not None and r1 is not None and r0[0] == r1[0]:
+            for x, y in zip(r0[1], r1[1]):
+                assert x is None or (y is not None and same(x, y))

@@ -265,10 +265,13 @@ def play(sc, pa, pb):
 # the differential tests
 # --------------------------------------------------------------------------
 
-FAST = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FAST = dict(deadline=None, database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# CI runs 500 write/fetch scenarios; WHISPER_COMPAT_EXAMPLES=20000 for a deep soak
+EXAMPLES = int(os.environ.get("WHISPER_COMPAT_EXAMPLES", "500"))
 
 
-@settings(max_examples=500, **FAST)
+@settings(max_examples=EXAMPLES, **FAST)
 @given(sc=scenarios(), data=st.data())
 def test_writes_and_fetches_match_whisper(workdir, sc, data):
     pa, pb = fresh_paths(workdir)
@@ -314,7 +317,7 @@ def test_writes_and_fetches_match_whisper(workdir, sc, data):
     os.unlink(pb)
 
 
-@settings(max_examples=120, **FAST)
+@settings(max_examples=max(120, EXAMPLES // 4), **FAST)
 @given(sc=scenarios(max_ops=3), data=st.data())
 def test_merge_and_diff_match_whisper(workdir, sc, data):
     # two files with the same layout and independent histories
@@ -354,7 +357,7 @@ def test_merge_and_diff_match_whisper(workdir, sc, data):
         os.unlink(p)
 
 
-@settings(max_examples=60, **FAST)
+@settings(max_examples=max(60, EXAMPLES // 8), **FAST)
 @given(sc=scenarios(max_ops=3), agg=st.sampled_from(AGGS + ["bogus"]),
        xff=st.one_of(st.none(), xffs, st.just(1.5)), more=scenarios(max_ops=2))
 def test_set_aggregation_then_write_matches_whisper(workdir, sc, agg, xff, more):

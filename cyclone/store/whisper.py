@@ -721,33 +721,37 @@ def _write_intervals(fd: int, a: ArchiveInfo, ivs: np.ndarray, vals: np.ndarray,
     """Write (interval, value) points (ascending, unique) one run per pwrite; returns the
     archive's base afterwards (0 if unknown).
 
-    With `all_ivs` (whisper propagation): if the archive is empty, the base
-    becomes the first of `ivs` in the iteration order of ``set(all_ivs)``;
-    if intervals are a retention or more apart, they are written one by one
-    in that order so the same one as in whisper wins a shared slot.
+    With `all_ivs` (whisper propagation), whenever the order of the writes
+    matters they are done one by one in the iteration order of
+    ``set(all_ivs)``, re-reading the base before each like whisper does: when
+    the archive is empty (the first written becomes the base), when intervals
+    are a retention or more apart (the last written wins a shared slot), and
+    when interval 0 is among them (writing it to slot 0 empties the archive).
     """
     base = _read_base(fd, a)
     n = len(ivs)
+    zero = int(ivs[0]) == 0
     wide = n > 1 and int(ivs[-1]) - int(ivs[0]) >= a.retention
-    if all_ivs is not None and n > 1 and (base == 0 or wide):
+    if all_ivs is not None and n > 1 and base == 0 and not zero and not wide:
+        # the first written (in set order) becomes the base; the rest follow it
+        wanted = set(ivs.tolist())
+        base = next(x for x in set(all_ivs.tolist()) if x in wanted)
+    elif all_ivs is not None and n > 1 and (base == 0 or zero or wide):
         wanted = dict(zip(ivs.tolist(), vals.tolist()))
-        order = [x for x in set(all_ivs.tolist()) if x in wanted]
-        if base == 0:
-            if order[0] == 0:
-                # whisper re-reads the base per point: interval 0 leaves it 0, so the
-                # next point overwrites slot 0 and becomes the base
-                order = order[1:]
-                wide = True
-            base = order[0]
-        if wide:
-            step = a.seconds_per_point
-            for x in order:
-                slot = ((x - base) // step) % a.points
-                os.pwrite(fd, _POINT.pack(x, wanted[x]), a.offset + slot * POINT_SIZE)
-            return 0
-    elif base == 0:
+        step = a.seconds_per_point
+        for x in set(all_ivs.tolist()):
+            if x not in wanted:
+                continue
+            slot = 0 if base == 0 else ((x - base) // step) % a.points
+            os.pwrite(fd, _POINT.pack(x, wanted[x]), a.offset + slot * POINT_SIZE)
+            if slot == 0:
+                base = x
+        return base
+    if base == 0:
         base = int(ivs[0])
     _write_runs(fd, a, base, ivs, vals, contiguous)
+    if zero:
+        return 0  # interval 0 may now sit in slot 0: let the next reader look
     return base
 
 
@@ -955,12 +959,10 @@ def _write_one(fd: int, header: Header, ai: int, interval: int, value: float) ->
     and update_many of a single point)."""
     a = header.archives[ai]
     base = _read_base(fd, a)
-    if base == 0:
-        os.pwrite(fd, _POINT.pack(interval, value), a.offset)
+    slot = 0 if base == 0 else ((interval - base) // a.seconds_per_point) % a.points
+    os.pwrite(fd, _POINT.pack(interval, value), a.offset + slot * POINT_SIZE)
+    if slot == 0:
         base = interval
-    else:
-        slot = ((interval - base) // a.seconds_per_point) % a.points
-        os.pwrite(fd, _POINT.pack(interval, value), a.offset + slot * POINT_SIZE)
     hi = ai
     for lo in range(ai + 1, len(header.archives)):
         base = _propagate_one(fd, header, hi, lo, interval, base)
@@ -1017,12 +1019,9 @@ def _propagate_one(fd: int, header: Header, hi: int, lo: int, timestamp: int, hb
             value = float(_aggregate(header.aggregation_method, v, kn[None, :],
                                      np.array([cnt]), k)[0])
     lbase = _read_base(fd, low)
-    if lbase == 0:
-        os.pwrite(fd, _POINT.pack(interval, value), low.offset)
-        return interval
-    lslot = ((interval - lbase) // low.seconds_per_point) % low.points
+    lslot = 0 if lbase == 0 else ((interval - lbase) // low.seconds_per_point) % low.points
     os.pwrite(fd, _POINT.pack(interval, value), low.offset + lslot * POINT_SIZE)
-    return lbase
+    return interval if lslot == 0 else lbase
 
 
 # --------------------------------------------------------------------------
@@ -1271,7 +1270,8 @@ def _slot_entries(fd: int, a: ArchiveInfo, base: int, ivs: np.ndarray) -> tuple[
     su = (ivs - base) // step
     first = int(su[0])
     ent = _gather(fd, a, first, su - first)
-    return su % a.points, ent["t"].astype(np.int64) == ivs
+    # (a stored 0 means "never written", even for interval 0)
+    return su % a.points, (ent["t"].astype(np.int64) == ivs) & (ivs != 0)
 
 
 def delete_points_fd(fd: int, header: Header, timestamps: np.ndarray, now: int | None = None) -> int:
@@ -1432,8 +1432,12 @@ def resample_fd(src_fd: int, src_header: Header, dst_fd: int, dst_header: Header
             v = v[idx]
             keep = now - t <= a.retention
             t, v = t[keep], v[keep]
-            if len(t):
-                t, v = t[t > t[-1] - a.retention], v[t > t[-1] - a.retention]
+            if len(t) and int(t[-1]) - int(t[0]) >= a.retention:
+                # more than one lap of the ring: per slot, the newest interval stays
+                slots = (t // step) % a.points
+                last = np.unique(slots[::-1], return_index=True)[1]
+                keep = np.sort(len(t) - 1 - last)
+                t, v = t[keep], v[keep]
         else:
             t = np.empty(0, dtype=np.int64)
             v = np.empty(0, dtype=np.float64)
