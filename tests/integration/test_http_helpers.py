@@ -251,6 +251,7 @@ LOG_RENDERING_PERFORMANCE = False
 LOG_CACHE_PERFORMANCE = False
 LOG_INFO_PERFORMANCE = False
 USE_WORKER_POOL = True
+CARBONLINK_HOSTS = []  # no carbon-cache next to these files: do not ask one for every series
 """
 
 
@@ -265,7 +266,7 @@ class GraphiteWeb:
 
     def __init__(self, workdir: Path, cluster_servers: list[str] | None = None,
                  whisper_dir: Path | None = None, use_post: bool = False, hide_msgpack: bool = False,
-                 startup_timeout: float = 60.0) -> None:
+                 startup_timeout: float = 60.0, extra_settings: dict[str, Any] | None = None) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -278,7 +279,8 @@ class GraphiteWeb:
         (self.workdir / "gw_local_settings.py").write_text(GRAPHITE_SETTINGS.format(
             storage=str(storage), log=str(storage / "log"), index=str(storage / "index"),
             standard_dirs=[str(whisper_dir)] if whisper_dir else [], db=str(storage / "graphite.db"),
-            cluster=list(cluster_servers or []), finders=finders, use_post=use_post))
+            cluster=list(cluster_servers or []), finders=finders, use_post=use_post)
+            + "".join(f"{k} = {v!r}\n" for k, v in (extra_settings or {}).items()))
         self.proc: subprocess.Popen | None = None
         self._log_path = self.workdir / "graphite-web.log"
         self._log = None
