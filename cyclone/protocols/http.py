@@ -39,6 +39,10 @@ for REMOTE_RETRY_DELAY seconds, for every user. Requests are bounded:
 Choices where graphite is not followed: with no ``format`` the answer is
 JSON (Cyclone renders no images; png/svg/pdf are a 400); with no ``from``
 the window is the last hour (the seed's default; graphite-web's is a day).
+The ``now`` parameter moves relative times and the evaluator's clock; the
+store's whisper reads clamp to the server's own clock (the Store API has
+no "now"), which differs from graphite-web only for a ``now`` far in the
+past near a retention boundary.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 import numpy as np
 from twisted.internet import defer
@@ -144,11 +148,6 @@ class Params:
 
     def __contains__(self, key: str) -> bool:
         return key in self._values
-
-    def flag(self, key: str) -> bool:
-        """graphite's `'x' in queryParams` switches, refusing explicit false-ish values."""
-        value = self.get(key)
-        return value is not None and value.lower() not in ("0", "false", "no", "off")
 
     def int_param(self, key: str, default: int | None = None, minimum: int | None = None) -> int | None:
         value = self.get(key)
