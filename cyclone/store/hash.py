@@ -77,6 +77,7 @@ from cyclone.series import (
 )
 from cyclone.store.base import Store
 from cyclone.store.merge import FanOut, merge_deletes, merge_errors, merge_finds, merge_reads
+from cyclone.store.remote import committed_writes
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +188,16 @@ def copy_series(src: Store, dst: Store, keys: dict[str, str], merge: bool = True
 
     The destination series is created with the source's layout if missing;
     an existing one keeps its layout and the source points are written over
-    it (the source wins for equal timestamps). Nothing is deleted. Returns
-    an Error per source key that was not copied completely.
+    it (the source wins for equal timestamps). Both land on the
+    destination's disk before this returns (`committed_writes`). Nothing is
+    deleted. Returns an Error per source key that was not copied completely.
     """
+    with committed_writes():
+        return _copy_series(src, dst, keys, merge, src_local_only)
+
+
+def _copy_series(src: Store, dst: Store, keys: dict[str, str], merge: bool,
+                 src_local_only: bool) -> dict[str, Error]:
     errors: dict[str, Error] = {}
     flush_keys(src, list(keys))
     metadata: dict[str, SeriesMetadata] = {}
@@ -336,9 +344,16 @@ class ConsistentHashMultiStore(Store):
         return self.fanout.map(one, calls)
 
     def _keyed(self, items: dict[str, Any], local_only: bool,
-               call: Callable[[Store, dict[str, Any]], dict[str, Error]]) -> dict[str, Error]:
+               call: Callable[[Store, dict[str, Any]], dict[str, Error]],
+               committed: bool = False) -> dict[str, Error]:
         groups, refused = self._group(items, local_only)
-        calls = [(i, (lambda s, sub={k: items[k] for k in keys}: call(s, sub)))
+
+        def run(s: Store, sub: dict[str, Any]) -> dict[str, Error]:
+            if not committed:
+                return call(s, sub)
+            with committed_writes():  # a client's skip_buffering reaches the owner's disk
+                return call(s, sub)
+        calls = [(i, (lambda s, sub={k: items[k] for k in keys}: run(s, sub)))
                  for i, keys in groups.items()]
         names = [self.names[i] for i, _ in calls]
 
@@ -360,13 +375,15 @@ class ConsistentHashMultiStore(Store):
         self.stats_counters.add("update_metadata_keys", len(metadata_by_key))
         return self._keyed(metadata_by_key, local_only,
                            lambda s, sub: s.update_metadata(sub, create_new, skip_existing,
-                                                            truncate_existing, skip_buffering, local_only))
+                                                            truncate_existing, skip_buffering, local_only),
+                           committed=skip_buffering)
 
     def write(self, points_by_key: dict[str, Points], skip_buffering: bool = False,
               local_only: bool = False) -> dict[str, Error]:
         self.stats_counters.add_many({"write_batches": 1, "write_keys": len(points_by_key)})
         return self._keyed(points_by_key, local_only,
-                           lambda s, sub: s.write(sub, skip_buffering, local_only))
+                           lambda s, sub: s.write(sub, skip_buffering, local_only),
+                           committed=skip_buffering)
 
     def delete_series(self, patterns_: list[str], deferred: bool = False,
                       local_only: bool = False) -> dict[str, DeleteResult]:

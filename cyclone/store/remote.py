@@ -14,6 +14,16 @@ reconnects on its next use; the client itself retries once on a fresh
 connection when a pooled one turned out to be dead (the peer restarted),
 except for calls that are not idempotent (rename).
 
+`skip_buffering`: a write buffer in front of a remote store flushes with
+skip_buffering=True, and forwarding that would make the peer create
+files synchronously inside its Thrift handler, serialised with its own
+flushes (forwarded batches then time out and are retried). So writes and
+update_metadata reach the peer with skip_buffering=False — the peer's own
+write buffer takes them — unless the caller runs inside
+`committed_writes()` (the hash store does for a client's skip_buffering
+call, and verify/repair for every move): then the peer commits them to
+disk before answering.
+
 A peer that is down or too slow gives per-key (per-pattern) errors with
 `recoverable=True`. A write buffer in front of a remote store therefore
 keeps such points queued and retries them until the peer is back; its
@@ -24,10 +34,11 @@ again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from cyclone.client.thrift import ThriftClient, ThriftClientError, ThriftConnectionError
 from cyclone.series import DeleteResult, Error, FindResult, Points, ReadAllResult, ReadResult, SeriesMetadata
@@ -38,6 +49,24 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_CONNECT_TIMEOUT = 5.0
+
+
+_commit = threading.local()
+
+
+@contextlib.contextmanager
+def committed_writes() -> Iterator[None]:
+    """In this block (this thread), skip_buffering=True is forwarded to peers as is."""
+    depth = getattr(_commit, "depth", 0)
+    _commit.depth = depth + 1
+    try:
+        yield
+    finally:
+        _commit.depth = depth
+
+
+def _forwarded_skip_buffering(skip_buffering: bool) -> bool:
+    return skip_buffering and getattr(_commit, "depth", 0) > 0
 
 
 class _Unavailable(Exception):
@@ -164,6 +193,7 @@ class RemoteStore(Store):
                         skip_buffering: bool = False, local_only: bool = False) -> dict[str, Error]:
         if not metadata_by_key:
             return {}
+        skip_buffering = _forwarded_skip_buffering(skip_buffering)
         return self._guard(
             "update_metadata",
             lambda c: c.update_metadata(metadata_by_key, create_new, skip_existing, truncate_existing,
@@ -187,6 +217,7 @@ class RemoteStore(Store):
               local_only: bool = False) -> dict[str, Error]:
         if not points_by_key:
             return {}
+        skip_buffering = _forwarded_skip_buffering(skip_buffering)
         errors = self._guard("write", lambda c: c.write(points_by_key, skip_buffering, local_only=True),
                              lambda err: {k: err for k in points_by_key})
         self.stats_counters.add_many({

@@ -12,7 +12,8 @@ import pytest
 
 from cyclone.series import ArchiveArg, Points, SeriesMetadata
 from cyclone.store.autocreate import AutocreateRules
-from cyclone.store.remote import RemoteStore
+from cyclone.client.thrift import ThriftClient
+from cyclone.store.remote import RemoteStore, committed_writes
 from cyclone.store.write_buffer import WriteBufferStore
 from tests.client.cyclone_server import CycloneServer, free_port
 
@@ -62,6 +63,32 @@ def test_every_call_round_trips(server):
         stats = store.stats()
         assert stats["connects"] >= 1 and stats["connections_open"] <= 2
     finally:
+        store.close()
+
+
+def test_skip_buffering_reaches_the_peer_only_when_committed(server):
+    """A write buffer flushes with skip_buffering=True: the peer's own buffer takes such
+    writes, unless the caller asked for committed writes (repair, a client's skip_buffering)."""
+    store = RemoteStore("127.0.0.1", server.thrift_port)
+    peer = ThriftClient("127.0.0.1", server.thrift_port)
+
+    def counters() -> tuple[int, int]:
+        st = peer.stats()
+        return (st["store.query.write_buffer.points_buffered"],
+                st["store.query.write_buffer.cached_disk.points_written"])
+    try:
+        t0 = base_time()
+        assert store.write({"test.c.a": Points([t0], [1.0])}, skip_buffering=True) == {}
+        buffered_before, _ = counters()
+        assert buffered_before == 1  # taken by the peer's write buffer
+        with committed_writes():
+            assert store.write({"test.c.b": Points([t0], [2.0])}, skip_buffering=True) == {}
+        buffered, _written = counters()
+        assert buffered == buffered_before  # straight to the peer's disk ...
+        rr = store.read_all("test.c.b")  # ... so read_all (which skips buffers) sees it
+        assert rr.points.pairs() == [(t0, 2.0)]
+    finally:
+        peer.close()
         store.close()
 
 
