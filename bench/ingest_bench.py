@@ -101,17 +101,25 @@ class Load:
 
 
 class Checker:
-    """Which series still lack points on disk; reads whisper files with one pread each."""
+    """Which series still lack points on disk; one pread per whisper file, no whisper library.
+
+    whisper places a point in a one-archive file at slot
+    ((ts - base) / step) % points, where base is the timestamp in slot 0 (the
+    first point ever written), so each expected point is looked up directly.
+    The checker must cost far less than the servers it measures: it shares
+    the machine with them.
+    """
 
     def __init__(self, data_dir: Path, load: Load) -> None:
         self.data_dir = data_dir
         self.load = load
         self.remaining = list(range(load.n_series))
         self.expected_ts = np.array([load.ts(i) for i in range(load.n_points)], dtype=np.int64)
+        self.offsets = np.arange(load.n_points, dtype=np.float64)
         self.size = HEADER_BYTES + RETENTION_POINTS * POINT.itemsize
 
     def path(self, s: int) -> str:
-        return str(self.data_dir / "bench" / f"g{s // 1000}" / f"s{s}.wsp")
+        return f"{self.data_dir}/bench/g{s // 1000}/s{s}.wsp"
 
     def complete(self, s: int) -> bool:
         try:
@@ -124,15 +132,23 @@ class Checker:
             os.close(fd)
         if len(raw) < self.size:
             return False
-        arr = np.frombuffer(raw, dtype=POINT, offset=HEADER_BYTES)
-        t = arr["t"].astype(np.int64)
-        found = np.isin(self.expected_ts, t)
-        if not found.all():
+        base = struct.unpack_from(">L", raw, HEADER_BYTES)[0]
+        if base == 0:
             return False
-        order = np.argsort(t)
-        idx = order[np.searchsorted(t, self.expected_ts, sorter=order)]
-        want = np.array([value_of(s, i) for i in range(self.load.n_points)])
-        return bool(np.array_equal(arr["v"][idx], want))
+        load = self.load
+        if load.n_points <= 8:  # a few points: plain struct lookups beat numpy's overhead
+            for i in range(load.n_points):
+                ts = load.ts(i)
+                t, v = struct.unpack_from(">Ld", raw, HEADER_BYTES + ((ts - base) // STEP) % RETENTION_POINTS
+                                          * POINT.itemsize)
+                if t != ts or v != value_of(s, i):
+                    return False
+            return True
+        arr = np.frombuffer(raw, dtype=POINT, offset=HEADER_BYTES)
+        idx = ((self.expected_ts - base) // STEP) % RETENTION_POINTS
+        got = arr[idx]
+        return bool(np.array_equal(got["t"], self.expected_ts)
+                    and np.array_equal(got["v"], s * 0.25 + self.offsets))
 
     def sweep(self) -> int:
         self.remaining = [s for s in self.remaining if not self.complete(s)]
