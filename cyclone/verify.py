@@ -72,7 +72,7 @@ STATUS_FIELDS = (
 class Verifier:
     """One node's verify/repair runner for one hash store (one run at a time)."""
 
-    def __init__(self, store: ConsistentHashMultiStore, batch_size: int = 200,
+    def __init__(self, store: ConsistentHashMultiStore, batch_size: int = 100,
                  delete_grace_secs: float = 2.0) -> None:
         self.store = store
         self.batch_size = max(1, batch_size)

@@ -258,7 +258,8 @@ class ConsistentHashMultiStore(Store):
         self._config_read_from_all = read_from_all
         self._forced = 0  # verify runs holding read-from-all on
         self._lock = threading.Lock()
-        self.fanout = FanOut(max(2, len(self.stores)), "hash")
+        # several store threads fan out at once: room for a few calls per substore
+        self.fanout = FanOut(max(4, 4 * len(self.stores)), "hash")
         #: the cyclone.verify.Verifier of this store, set by ClusterControl
         self.verifier: Any = None
 
