@@ -52,10 +52,10 @@ Deliberate differences (whisper would corrupt or crash):
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import struct
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -664,15 +664,30 @@ def _lower_intervals(aligned: np.ndarray, lspp: int, contiguous: bool) -> np.nda
     return fit
 
 
+_MIN_KNOWN: dict[tuple[int, float], int] = {}
+
+
+def _min_known(k: int, xff: float) -> int:
+    """Fewest known slots of k that propagate: whisper's ``known / float(k) >= xff``
+    (evaluated with the same float arithmetic), and at least one."""
+    key = (k, xff)
+    n = _MIN_KNOWN.get(key)
+    if n is None:
+        n = next((c for c in range(1, k + 1) if c / float(k) >= xff), k + 1)
+        if len(_MIN_KNOWN) > 4096:
+            _MIN_KNOWN.clear()
+        _MIN_KNOWN[key] = n
+    return n
+
+
 def _propagate_compute(fd: int, header: Header, hi: int, lo: int, intervals: np.ndarray,
-                       hbase: int | None = None
-                       ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
-    """For each lower interval (ascending, unique): (known-any, passes-xff, aggregate).
+                       hbase: int | None = None) -> tuple[np.ndarray | None, np.ndarray]:
+    """For each lower interval (ascending, unique): (passes-xff mask, aggregate).
 
     Reads lower.spp / higher.spp slots of the higher archive per interval
     (from slot 0 if the higher archive is empty, like whisper), keeps the
-    slots whose timestamp is the expected one, and aggregates. The two masks
-    are None when every slot of every interval is known (all pass).
+    slots whose timestamp is the expected one, and aggregates. The mask is
+    None when every slot of every interval is known (all pass).
     """
     h = header.archives[hi]
     step = h.seconds_per_point
@@ -703,17 +718,16 @@ def _propagate_compute(fd: int, header: Header, hi: int, lo: int, intervals: np.
     known = seg["t"] == expected
     v = seg["v"].astype(np.float64).reshape(m, k)
     if known.all():
-        return None, None, _aggregate_full(header.aggregation_method, v, k)
+        return None, _aggregate_full(header.aggregation_method, v, k)
     known = known.reshape(m, k)
     cnt = known.sum(axis=1)
-    has = cnt > 0
-    passes = has & (cnt / float(k) >= header.x_files_factor)
+    passes = cnt >= _min_known(k, header.x_files_factor)
     agg = np.empty(m, dtype=np.float64)
     if passes.all():
         agg = _aggregate(header.aggregation_method, v, known, cnt, k)
     elif passes.any():
         agg[passes] = _aggregate(header.aggregation_method, v[passes], known[passes], cnt[passes], k)
-    return has, passes, agg
+    return passes, agg
 
 
 def _write_intervals(fd: int, a: ArchiveInfo, ivs: np.ndarray, vals: np.ndarray,
@@ -790,7 +804,7 @@ def _propagate_chain(fd: int, header: Header, ai: int, aligned: np.ndarray,
             if hbase < 0:
                 break
         else:
-            _, passes, agg = _propagate_compute(fd, header, hi, lo, fit, hbase or None)
+            passes, agg = _propagate_compute(fd, header, hi, lo, fit, hbase or None)
             if passes is None:
                 hbase = _write_intervals(fd, archives[lo], fit, agg, fit, contiguous)
             elif passes.any():
@@ -999,10 +1013,11 @@ def _propagate_one(fd: int, header: Header, hi: int, lo: int, timestamp: int, hb
             unpack = _UNPACKERS[k] = struct.Struct("!" + "Ld" * k)
         raw = unpack.unpack(data)
         stamps = raw[0::2]
-        if stamps == tuple(range(interval, interval + k * step, step)):
+        expected = range(interval, interval + k * step, step)
+        if stamps == tuple(expected):
             known = list(raw[1::2])
         else:
-            known = [raw[2 * j + 1] for j in range(k) if stamps[j] == interval + j * step]
+            known = [v for t, e, v in zip(stamps, expected, raw[1::2]) if t == e]
         if not known or len(known) / float(k) < header.x_files_factor:
             return -1
         value = _aggregate_one(header.aggregation_method, known, k)
@@ -1049,10 +1064,21 @@ def _write_new(fd: int, header: Header, data: bytes, sparse: bool, use_fallocate
     elif sparse:
         os.pwrite(fd, data, 0)
         os.ftruncate(fd, size)
-    else:
-        buf = bytearray(size)
-        buf[: len(data)] = data
-        os.pwrite(fd, buf, 0)
+    else:  # zero-filled, in chunks (layouts can be hundreds of MB)
+        os.pwrite(fd, data, 0)
+        zeros = memoryview(_zeros())
+        chunk = len(zeros)
+        for off in range(len(data), size, chunk):
+            os.pwrite(fd, zeros[: min(chunk, size - off)], off)
+
+
+_ZEROS: list[bytes] = []
+
+
+def _zeros() -> bytes:
+    if not _ZEROS:
+        _ZEROS.append(bytes(1 << 20))
+    return _ZEROS[0]
 
 
 def create(path: str, archiveList: list, xFilesFactor: float | None = None,
@@ -1319,7 +1345,7 @@ def delete_points_fd(fd: int, header: Header, timestamps: np.ndarray, now: int |
             low = archives[lo]
             lspp = low.seconds_per_point
             lows = np.unique(gone - gone % lspp)
-            _, passes, agg = _propagate_compute(fd, header, hi, lo, lows)
+            passes, agg = _propagate_compute(fd, header, hi, lo, lows)
             if passes is None:
                 passes = np.ones(len(lows), dtype=bool)
             changed = False
@@ -1469,8 +1495,7 @@ def resize(path: str, archive_list: Iterable[Sequence[int]], x_files_factor: flo
             aggregation_method = old.aggregation_method
         new, data = build_header(archive_list, x_files_factor, aggregation_method)
         directory, name = os.path.split(os.path.abspath(path))
-        tmp = os.path.join(directory, ".%s.resize.%d.tmp" % (name, os.getpid()))
-        tfd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        tfd, tmp = tempfile.mkstemp(prefix=".%s." % name, suffix=".resize", dir=directory)
         try:
             try:
                 mode = os.fstat(fd).st_mode & 0o7777
