@@ -522,3 +522,54 @@ def test_merge_and_diff_refuse_unalike(tmp_path):
     C.create(pc, [(60, 10)])
     with pytest.raises(ValueError):
         C.merge(pa, pc, 100, 50)
+
+
+# --------------------------------------------------------------------------
+# realistic layouts, scattered batches (exercises the multi-read gather paths)
+# --------------------------------------------------------------------------
+
+
+def _scattered_run(tmp_path, tag, layout, agg, seed):
+    """Scattered batches then scattered deletes; returns the final bytes of ours."""
+    rng = random.Random(seed)
+    pa, pb = str(tmp_path / ("a" + tag)), str(tmp_path / ("b" + tag))
+    W.create(pa, list(layout), 0.3, agg)
+    C.create(pb, list(layout), 0.3, agg)
+    now = 1_600_000_000
+    maxret = max(s * p for s, p in layout)
+    for _ in range(4):
+        now += rng.randint(0, 3600)
+        pts = []
+        for _ in range(rng.randint(1, 6)):  # a few dense stretches at random ages
+            start = now - rng.randint(0, maxret)
+            step = rng.choice(layout)[0]
+            pts += [(start - i * step, rng.uniform(-100, 100)) for i in range(rng.randint(1, 200))]
+        pts += [(now - rng.randint(0, maxret), rng.uniform(-1, 1)) for _ in range(rng.randint(0, 50))]
+        rng.shuffle(pts)
+        W.update_many(pa, pts, now=now)
+        C.update_many(pb, pts, now=now)
+        assert read(pa) == read(pb)
+    for span in (3600, 86400, 7 * 86400, maxret):
+        assert C.fetch(pb, now - span, now, now=now) == W.fetch(pa, now - span, now, now=now)
+    fd = os.open(pb, os.O_RDWR)
+    try:
+        h = C.read_header(fd, pb)
+        stamps = [now - rng.randint(0, maxret) for _ in range(300)]
+        all_t, _ = C.read_all_fd(fd, h)
+        stamps += rng.sample(all_t.tolist(), min(200, len(all_t)))
+        assert C.delete_points_fd(fd, h, np.array(stamps, dtype=np.int64), now) > 0
+    finally:
+        os.close(fd)
+    assert C.fetch(pb, now - 86400, now, now=now) == W.fetch(pb, now - 86400, now, now=now)
+    return read(pb)
+
+
+@pytest.mark.parametrize("n,layout", list(enumerate([[(10, 8640), (60, 10080), (600, 4464)],
+                                                     [(60, 1440), (300, 2016), (3600, 2160)]])))
+def test_scattered_batches_on_real_layouts(tmp_path, monkeypatch, n, layout):
+    results = []
+    for gap, reads in ((256, 16), (1, 1000), (4, 2)):  # one read per stretch ... whole archive
+        monkeypatch.setattr(C, "_GATHER_GAP", gap)
+        monkeypatch.setattr(C, "_GATHER_READS", reads)
+        results.append(_scattered_run(tmp_path, "%d_%d" % (gap, reads), layout, AGGS[n * 3], 11 + n))
+    assert results[0] == results[1] == results[2]

@@ -424,14 +424,31 @@ def _read_ring(fd: int, a: ArchiveInfo, slot: int, count: int) -> np.ndarray:
     return np.frombuffer(data, dtype=POINT_DTYPE)
 
 
+_GATHER_GAP = 256  # slots (3 KB): closer wanted slots share one read
+_GATHER_READS = 16  # more separate stretches than this: read the whole archive
+
+
 def _gather(fd: int, a: ArchiveInfo, first: int, rel: np.ndarray) -> np.ndarray:
-    """Entries at unwrapped slots ``first + rel`` (rel >= 0, ascending)."""
+    """Entries at unwrapped slots ``first + rel`` (rel >= 0, ascending): one pread per
+    stretch of wanted slots (two if it wraps), or one of the whole archive."""
+    n = len(rel)
     span = int(rel[-1]) + 1
-    if span <= a.points:
-        seg = _read_ring(fd, a, first % a.points, span)
-        return seg[rel]
-    arr = _read_archive(fd, a)
-    return arr[(first + rel) % a.points]
+    if span <= a.points and span <= n + _GATHER_GAP:
+        return _read_ring(fd, a, first % a.points, span)[rel]
+    if span <= a.points * 2:
+        cut = np.flatnonzero(rel[1:] - rel[:-1] > _GATHER_GAP) + 1
+        if len(cut) < _GATHER_READS:
+            bounds = [0, *cut.tolist(), n]
+            parts = []
+            for s, e in zip(bounds[:-1], bounds[1:]):
+                r0 = int(rel[s])
+                length = int(rel[e - 1]) - r0 + 1
+                if length > a.points:
+                    break
+                parts.append(_read_ring(fd, a, (first + r0) % a.points, length)[rel[s:e] - r0])
+            else:
+                return np.concatenate(parts) if len(parts) > 1 else parts[0]
+    return _read_archive(fd, a)[(first + rel) % a.points]
 
 
 def _write_ring(fd: int, a: ArchiveInfo, slot: int, buf: Any, count: int) -> None:
