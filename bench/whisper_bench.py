@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import statistics
 import tempfile
@@ -171,6 +172,8 @@ def main() -> None:
 
     print("whisper %s vs cyclone.store.whisper; layout 10s:1d,1m:30d,1h:5y; median of %d runs"
           % (getattr(W, "__version__", "1.1.x"), runs))
+    print("python %s, numpy %s, %d CPUs, load average %.2f %.2f %.2f"
+          % (platform.python_version(), np.__version__, os.cpu_count() or 0, *os.getloadavg()))
     print()
     print("| operation | whisper | cyclone | speedup |")
     print("|---|---:|---:|---:|")

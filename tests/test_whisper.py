@@ -248,10 +248,16 @@ def test_timestamps_beyond_uint32_refused_before_writing(tmp_path):
     before = read(p)
     with Fd(p) as f:
         with pytest.raises(ValueError):
-            C.update_many_fd(f.fd, f.header, arr(NOW, 2**32 + 5), arr(1, 2, dtype=float), NOW)
+            C.update_many_fd(f.fd, f.header, arr(NOW, 2**32 + 100), arr(1, 2, dtype=float), NOW)
         with pytest.raises(ValueError):  # 2**32 + 100 is in an interval past 2**32 - 1
             C.update_many_fd(f.fd, f.header, arr(2**32 + 100), arr(1, dtype=float), 2**32 + 110)
     assert read(p) == before
+    # 2**32 + 5 lies in the minute starting at 2**32 - 16: storable, as in whisper
+    w = str(tmp_path / "w.wsp")
+    W.create(w, list(LAYOUT))
+    W.update_many(w, [(2**32 + 5, 1.0)], now=2**32)
+    C.update_many(p, [(2**32 + 5, 1.0)], now=2**32)
+    assert read(p) == read(w)
 
 
 def test_long_future_run_keeps_ring_semantics(tmp_path):

@@ -26,28 +26,39 @@ Behaviour reproduced from whisper 1.1.10 (see
 wins within an interval and the first of identical timestamps wins in
 ``update_many``; the base interval of an empty archive is the start of the
 first run written; propagation to an empty lower archive places first the
-interval that Python's ``set`` iteration yields first; ``average``/``sum``/
-``avg_zero`` add left to right exactly like Python 3.11's ``sum``;
+interval that Python's ``set`` iteration yields first (and, like whisper,
+re-reads the base per point when interval 0 is involved); ``average``/
+``sum``/``avg_zero`` add left to right exactly like Python 3.11's ``sum``
+(3.12's compensated ``sum`` would change whisper's own results);
 ``max``/``min``/``absmax``/``absmin`` return the first extreme in time
-order; fetch over more than an archive's retention returns the wrapped
-number of values; ``merge`` re-propagates each archive it copies.
+order, with Python's NaN ordering; fetch over more than an archive's
+retention returns the wrapped number of values; ``merge`` re-propagates
+each archive it copies (the reference page says it does not; the code
+does). The differential tests in ``tests/test_whisper_compat.py`` hold us
+to byte-identical files.
 
 Deliberate differences (whisper would corrupt or crash):
 
 * ``create`` validates the aggregation method and xFilesFactor (NaN is
   refused) before touching the filesystem; whisper leaves an empty file
   behind when they are bad. An archive with 0 points or 0 seconds per point
-  is refused.
+  is refused. ``aggregationMethod`` may also be given as an id (1-8).
 * When one write batch holds more contiguous intervals for an archive than
   the archive has slots (only possible with far-future timestamps), whisper
   1.1.10 writes past the archive's end into the next archive (or grows the
   file); we keep ring-buffer semantics (the newest intervals win) and never
   write outside the archive.
-* Timestamps outside the uint32 range that would be stored raise
+* Timestamps whose interval is outside the uint32 range raise
   ``ValueError`` before anything is written (whisper raises
   ``struct.error`` half way).
 * Truncated or inconsistent files raise :class:`CorruptWhisperFile` (naming
-  the file) instead of returning short or garbage results.
+  the file) instead of returning short or garbage results; the fd-level
+  calls also refuse a file shorter than its (cached) header says.
+
+Beyond whisper: ``delete_points_fd`` (clears points, recomputes the lower
+archives; never clears slot 0 of a non-empty archive, which would make the
+whole archive look empty, but turns the ring instead) and ``resize`` /
+``resample_fd`` (new layout, values of matching resolutions kept exactly).
 """
 
 from __future__ import annotations
@@ -893,9 +904,12 @@ def _check_size(fd: int, header: Header) -> None:
                                  % (size, header.file_size), _fd_name(fd))
 
 
-def _check_u32(ts: np.ndarray) -> None:
-    if len(ts) and (int(ts[0]) < 0 or int(ts[-1]) > _U32_MAX):
-        raise ValueError("timestamp out of range for the whisper format (0 .. 2**32-1)")
+def _check_u32(ts: np.ndarray, step: int = 1) -> None:
+    """Ascending stamps (the newest aligned to `step`) must fit the format's uint32."""
+    if len(ts):
+        newest = int(ts[-1])
+        if int(ts[0]) < 0 or newest - newest % step > _U32_MAX:
+            raise ValueError("timestamp out of range for the whisper format (0 .. 2**32-1)")
 
 
 def update_many_fd(fd: int, header: Header, timestamps: np.ndarray, values: np.ndarray,
@@ -945,13 +959,13 @@ def update_many_fd(fd: int, header: Header, timestamps: np.ndarray, values: np.n
     # archive i gets ages in (ret[i-1], ret[i]] i.e. stamps in [now - ret[i], now - ret[i-1])
     lo_t = now - archives[0].retention
     if int(ts[0]) >= lo_t:  # everything in archive 0 (the common case)
-        _check_u32(ts)
+        _check_u32(ts, archives[0].seconds_per_point)
         _archive_update(fd, header, 0, ts, vals)
         return
     cuts = [n]
     for a in archives:
         cuts.append(int(ts.searchsorted(now - a.retention, side="left")) if cuts[-1] else 0)
-    _check_u32(ts[cuts[-1]:])
+    _check_u32(ts[cuts[-1]:], archives[0].seconds_per_point)
     for i in range(len(archives)):
         hi_idx, lo_idx = cuts[i], cuts[i + 1]
         if lo_idx < hi_idx:
