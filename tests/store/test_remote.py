@@ -74,8 +74,8 @@ def test_skip_buffering_reaches_the_peer_only_when_committed(server):
 
     def counters() -> tuple[int, int]:
         st = peer.stats()
-        return (st["store.query.write_buffer.points_buffered"],
-                st["store.query.write_buffer.cached_disk.points_written"])
+        return (st.get("store.query.write_buffer.points_buffered", 0),
+                st.get("store.query.write_buffer.cached_disk.points_written", 0))
     try:
         t0 = base_time()
         assert store.write({"test.c.a": Points([t0], [1.0])}, skip_buffering=True) == {}
