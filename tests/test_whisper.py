@@ -725,3 +725,20 @@ def test_resize_same_resolutions_keeps_points(tmp_path, sc, grow):
         if r0 is not None and r1 is not None and r0[0] == r1[0]:
             for x, y in zip(r0[1], r1[1]):
                 assert x is None or (y is not None and same(x, y))
+
+
+def test_many_archives_header(tmp_path):
+    # more archives than read_header's first pread covers
+    layout = [(2 ** i, 4) for i in range(25)]
+    w, p = str(tmp_path / "w.wsp"), str(tmp_path / "p.wsp")
+    W.create(w, list(layout), 0.0, "last")
+    C.create(p, list(layout), 0.0, "last")
+    assert read(w) == read(p)
+    with Fd(p) as f:
+        assert f.header.archive_list() == layout
+        assert f.header.file_size == 16 + 25 * 12 + 25 * 48
+    pts = [(NOW - 3 * i, float(i)) for i in range(40)]
+    W.update_many(w, pts, now=NOW)
+    C.update_many(p, pts, now=NOW)
+    assert read(w) == read(p)
+    assert C.info(p) == W.info(w)
