@@ -328,7 +328,8 @@ def test_cluster_expand_3_to_4_nodes(nodes):
     assert sum(s["moved"] for s in statuses.values()) == len(moving)
     assert sum(s["misplaced"] for s in statuses.values()) == len(moving)
     assert all(s["errors"] == 0 for s in statuses.values()), statuses
-    assert sum(s["series_scanned"] for s in statuses.values()) == len(expected)
+    # every series once, plus moved ones that reached their owner before its own walk passed them
+    assert len(expected) <= sum(s["series_scanned"] for s in statuses.values()) <= len(expected) + len(moving)
 
     # after the repair: reads from every node with read-from-all off
     for n in members:
