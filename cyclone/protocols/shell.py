@@ -442,7 +442,7 @@ class ShellProtocol(Protocol):
         for t in sorted(threading.enumerate(), key=lambda t: t.name):
             task = tasks.get(t.ident)
             what = f"running {task[0]} for {now - task[1]:.3f} s" if task else (
-                "reactor" if t is threading.main_thread() else "idle" if t.name.startswith("store") else "")
+                "reactor" if t is threading.main_thread() else "idle" if t.name.startswith("PoolThread-store") else "")
             out.append(f"  {t.name}{' (daemon)' if t.daemon else ''}: {what}".rstrip(": "))
         out.append(f"ingest: {ctx.ingest.queued_points} points queued for the store, "
                    f"sockets {'PAUSED (write buffer full)' if ctx.ingest.paused else 'reading'}")
