@@ -15,6 +15,9 @@ like graphite-web's pytz `normalize`, so `-1d` is always 86400 seconds.
 
 from __future__ import annotations
 
+from cyclone.query.errors import QueryError
+from cyclone.query.timeparse import unit_seconds
+
 import time
 from datetime import datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -170,23 +173,12 @@ def _parse_reference(ref: str, now: float, tz: tzinfo | None) -> float:
     return _localize(ref_date, tz)
 
 
-_UNITS = (
-    # (prefix, seconds); order matters: 'min' before 'mon', 'mon' before 'm'-less ones
-    ("s", 1),
-    ("min", 60),
-    ("h", 3600),
-    ("d", 86400),
-    ("w", 7 * 86400),
-    ("mon", 30 * 86400),
-    ("y", 365 * 86400),
-)
-
-
 def _unit_seconds(unit: str) -> int:
-    for prefix, seconds in _UNITS:
-        if unit.startswith(prefix):
-            return seconds
-    raise TimeParseError(f"invalid offset unit {unit!r} (use s, min, h, d, w, mon or y)")
+    """Seconds in one offset unit; the table is the query layer's (one for both)."""
+    try:
+        return unit_seconds(unit)
+    except QueryError:
+        raise TimeParseError(f"invalid offset unit {unit!r} (use s, min, h, d, w, mon or y)") from None
 
 
 def parse_offset(offset: str) -> timedelta:
