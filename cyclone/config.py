@@ -98,7 +98,7 @@ TOP_LEVEL_FIELDS: dict[str, tuple[str, Any, bool]] = {
     "thrift_port": ("listen", "127.0.0.1:2000", False),
     "store_threads": ("int", 8, False),
     "stats_report_usecs": ("int", 60_000_000, True),
-    "open_file_cache_size": ("int", 1024, True),
+    "open_file_cache_size": ("int", 16384, True),
     "prepopulate_depth": ("int", 0, False),
     "log_level": ("int", 1, True),
     "profiler_threshold_usecs": ("int", 1_000_000, True),

@@ -246,9 +246,11 @@ class Server:
         from twisted.python.threadpool import ThreadPool
 
         from cyclone.store.autocreate import AutocreateRules
+        from cyclone.fdlimit import raise_fd_limit
         from cyclone.store.factory import build_store
 
         self.reactor = reactor
+        raise_fd_limit()
         rules = AutocreateRules(config.autocreate_rules)
         store = build_store(config.store_config, rules, config.open_file_cache_size)
         pool = ThreadPool(minthreads=0, maxthreads=config.store_threads, name="store")

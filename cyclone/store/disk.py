@@ -5,8 +5,9 @@ Key `a.b.c` lives at `<directory>/a/b/c.wsp` (mapping and validation in
 layout and arithmetic live in `cyclone.store.whisper`; this module owns
 files, directories, descriptors and locking:
 
-- an LRU of open file descriptors (`open_file_cache_size`); an evicted
-  descriptor is closed once no thread is using it;
+- an LRU of open file descriptors (`open_file_cache_size`, cut to what the
+  open-file limit leaves: `cyclone.fdlimit`); an evicted descriptor is
+  closed once no thread is using it;
 - striped per-key locks, so two threads never touch one file at once;
 - DiskStore re-reads the header on every call (other processes may edit
   files underneath it); CachedDiskStore also caches headers (`file_limit`)
@@ -16,6 +17,7 @@ files, directories, descriptors and locking:
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import threading
@@ -27,6 +29,7 @@ import cachetools
 import numpy as np
 
 from cyclone import patterns
+from cyclone.fdlimit import fd_budget
 from cyclone.series import (
     AGGREGATION_NAMES,
     ArchiveArg,
@@ -72,12 +75,9 @@ class _FdCache(cachetools.LRUCache):
 def dedupe_last_wins(points: Points) -> Points:
     """Keep the last occurrence of each timestamp (input order), sorted by time."""
     ts = points.timestamps
-    if len(ts) <= 1:
+    if len(ts) <= 1 or whisper.strictly_ascending(ts):
         return points
-    rev_ts = ts[::-1]
-    uniq, idx = np.unique(rev_ts, return_index=True)
-    if len(uniq) == len(ts) and np.all(ts[1:] > ts[:-1]):
-        return points
+    uniq, idx = np.unique(ts[::-1], return_index=True)
     return Points(uniq, points.values[::-1][idx])
 
 
@@ -88,7 +88,7 @@ class DiskStore(Store):
         self,
         directory: str,
         autocreate: AutocreateRules | None = None,
-        open_file_cache_size: int = 1024,
+        open_file_cache_size: int = 16384,
     ) -> None:
         super().__init__()
         self.directory = os.path.abspath(directory)
@@ -97,7 +97,7 @@ class DiskStore(Store):
         self._key_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._fd_lock = threading.Lock()
         self._open_file_cache_size = open_file_cache_size
-        self._fds = _FdCache(open_file_cache_size, self._retire)
+        self._fds = _FdCache(fd_budget(open_file_cache_size), self._retire)
 
     # -- config ------------------------------------------------------------
     @property
@@ -108,6 +108,7 @@ class DiskStore(Store):
     def open_file_cache_size(self, size: int) -> None:
         with self._fd_lock:
             self._open_file_cache_size = size
+            size = fd_budget(size)
             new = _FdCache(size, self._retire)
             for key, handle in list(self._fds.items())[-max(1, size):]:
                 new[key] = handle
@@ -121,7 +122,7 @@ class DiskStore(Store):
 
     # -- descriptors and locks -----------------------------------------
     def _lock_for(self, key: str) -> threading.Lock:
-        return self._key_locks[hash(key) % LOCK_STRIPES]
+        return self._key_locks[hash(key) % LOCK_STRIPES]  # (inlined in _write_one)
 
     @contextmanager
     def _locked(self, *keys: str) -> Iterator[None]:
@@ -140,27 +141,87 @@ class DiskStore(Store):
         if handle.users == 0:
             os.close(handle.fd)
 
-    def _acquire_fd(self, key: str, path: str) -> _Handle:
-        """Open (or reuse) the descriptor of an existing file; FileNotFoundError if none."""
+    def _series_handle(self, key: str, path: str, create: bool = False) -> tuple[_Handle, whisper.Header]:
+        """(descriptor handle, header) of a series; caller holds the key lock and
+        releases the handle with `_release_fd`.
+
+        With `create`, a missing series is made by the first matching
+        autocreate rule (CycloneError if none matches); otherwise a missing
+        series raises FileNotFoundError. The file's size is checked against
+        its header when the header is read or the file opened, not on every
+        call.
+        """
         with self._fd_lock:
             handle = self._fds.get(key)
             if handle is not None:
                 handle.users += 1
-                self.stats_counters.add("fd_cache_hits")
-                return handle
-        fd = os.open(path, os.O_RDWR)
+        if handle is not None:
+            self.stats_counters.add("fd_cache_hits")
+            try:
+                return handle, self._header(key, handle.fd, path)
+            except whisper.CorruptWhisperFile:
+                self._release_fd(handle)
+                self._forget(key)
+                raise
+            except BaseException:
+                self._release_fd(handle)
+                raise
         self.stats_counters.add("fd_cache_misses")
+        fd, header = self._open_file(key, path, create)
         handle = _Handle(fd)
         handle.users = 1
         with self._fd_lock:
-            existing = self._fds.get(key)
-            if existing is not None:
-                # another thread opened it meanwhile (different stripe lock holder)
-                existing.users += 1
-                os.close(fd)
-                return existing
+            old = self._fds.pop(key, None)
+            if old is not None:
+                self._retire(old)
             self._fds[key] = handle
-        return handle
+        return handle, header
+
+    def _open_file(self, key: str, path: str, create: bool) -> tuple[int, whisper.Header]:
+        """Open a series file (making it if `create` and a rule matches): (fd, header)."""
+        metadata = self.autocreate.metadata_for(key) if create else None
+        if metadata is None:
+            try:
+                fd = os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                if create:
+                    self.stats_counters.add("autocreate_refused")
+                    raise CycloneError(f"{key}: series does not exist and no autocreate rule matches")
+                raise
+            made_dirs = False
+        else:
+            # one open that finds or makes the file: an empty file is a new series
+            # (or one a crash left before its header was written) and gets its header
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                made_dirs = False
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+                made_dirs = True
+        try:
+            if metadata is not None and os.fstat(fd).st_size == 0:
+                header = whisper.create_fd(fd, metadata.archive_tuples(), metadata.x_files_factor,
+                                           metadata.agg_method)
+                self._remember_header(key, header)
+                self._series_created(key, made_dirs)
+            else:
+                header = self._opened_header(key, fd, path)
+        except BaseException as e:
+            os.close(fd)
+            if isinstance(e, whisper.CorruptWhisperFile):
+                self._forget_header(key)
+            raise
+        return fd, header
+
+    def _series_created(self, key: str, made_dirs: bool) -> None:
+        self.stats_counters.add("series_created")
+        parts = key.split(".")[:-1]
+        if made_dirs:
+            for i in range(len(parts) + 1):
+                self._listing_changed(os.sep.join(parts[:i]))
+        else:
+            self._listing_changed(os.sep.join(parts))
 
     def _release_fd(self, handle: _Handle) -> None:
         with self._fd_lock:
@@ -178,6 +239,11 @@ class DiskStore(Store):
 
     # header caching is a CachedDiskStore feature
     def _header(self, key: str, fd: int, path: str) -> whisper.Header:
+        """The header of an open series (DiskStore: re-read, size-checked, every call)."""
+        return whisper.read_header(fd, path)
+
+    def _opened_header(self, key: str, fd: int, path: str) -> whisper.Header:
+        """The header of a just-opened file, checked against the file's size."""
         return whisper.read_header(fd, path)
 
     def _remember_header(self, key: str, header: whisper.Header) -> None:
@@ -223,43 +289,22 @@ class DiskStore(Store):
     @contextmanager
     def _open_series(self, key: str, path: str,
                      create: bool = False) -> Iterator[tuple[int, whisper.Header]]:
-        """Yield (fd, header) of a series; caller holds the key lock.
-
-        With `create`, a missing series is made by the first matching
-        autocreate rule (CycloneError if none matches); otherwise a missing
-        series raises FileNotFoundError.
-        """
+        """Yield (fd, header) of a series; caller holds the key lock (see `_series_handle`)."""
+        handle, header = self._series_handle(key, path, create)
         try:
-            handle = self._acquire_fd(key, path)
-        except FileNotFoundError:
-            if not create:
-                raise
-            metadata = self.autocreate.metadata_for(key)
-            if metadata is None:
-                self.stats_counters.add("autocreate_refused")
-                raise CycloneError(f"{key}: series does not exist and no autocreate rule matches")
-            try:
-                self._create(key, path, metadata)
-            except FileExistsError:
-                pass
-            handle = self._acquire_fd(key, path)
-        try:
-            try:
-                header = self._header(key, handle.fd, path)
-            except whisper.CorruptWhisperFile:
-                self._forget(key)
-                raise
             yield handle.fd, header
         finally:
             self._release_fd(handle)
 
     def _create(self, key: str, path: str, metadata: SeriesMetadata) -> None:
         """Create a new series file; caller holds the key lock. Exists -> FileExistsError."""
-        parent = os.path.dirname(path)
-        new_dirs = not os.path.isdir(parent)
-        if new_dirs:
-            os.makedirs(parent, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            made_dirs = False
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            made_dirs = True
         try:
             header = whisper.create_fd(
                 fd, metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method
@@ -275,15 +320,7 @@ class DiskStore(Store):
                 self._retire(old)
             self._fds[key] = handle
         self._remember_header(key, header)
-        self.stats_counters.add("series_created")
-        rel = os.path.relpath(parent, self.directory)
-        rel = "" if rel == "." else rel
-        if new_dirs:
-            parts = rel.split(os.sep) if rel else []
-            for i in range(len(parts) + 1):
-                self._listing_changed(os.sep.join(parts[:i]))
-        else:
-            self._listing_changed(rel)
+        self._series_created(key, made_dirs)
 
     def _remove_empty_parents(self, path: str) -> None:
         parent = os.path.dirname(path)
@@ -370,20 +407,35 @@ class DiskStore(Store):
         return errors
 
     def _write_one(self, key: str, points: Points) -> tuple[int, int]:
-        if len(points) == 0:
+        n = len(points)
+        if n == 0:
             return 0, 0
         path = self._path(key)
-        points = dedupe_last_wins(points)
-        nan = np.isnan(points.values)
-        with self._locked(key), self._open_series(key, path, create=True) as (fd, header):
-            if nan.any():
+        if n > 1:
+            points = dedupe_last_wins(points)
+            nan = np.isnan(points.values)
+            has_nan = bool(nan.any())
+        else:
+            has_nan = math.isnan(points.values[0])
+        with self._key_locks[hash(key) % LOCK_STRIPES]:
+            handle, header = self._series_handle(key, path, create=True)
+            try:
+                fd = handle.fd
+                if not has_nan:
+                    # the size was checked when the header was read or the file opened
+                    whisper.update_many_fd(fd, header, points.timestamps, points.values,
+                                           check_size=False)
+                    return n if n == 1 else len(points), 0
+                if n == 1:
+                    whisper.delete_points_fd(fd, header, points.timestamps)
+                    return 0, 1
                 keep = ~nan
                 if keep.any():
                     whisper.update_many_fd(fd, header, points.timestamps[keep], points.values[keep])
                 whisper.delete_points_fd(fd, header, points.timestamps[nan])
                 return int(keep.sum()), int(nan.sum())
-            whisper.update_many_fd(fd, header, points.timestamps, points.values)
-            return len(points), 0
+            finally:
+                self._release_fd(handle)
 
     # -- API: read ---------------------------------------------------------------
     def read(self, patterns_: list[str], start: int, end: int,
@@ -625,7 +677,7 @@ class CachedDiskStore(DiskStore):
     live_fields = ("open_file_cache_size", "directory_limit", "file_limit")
 
     def __init__(self, directory: str, autocreate: AutocreateRules | None = None,
-                 open_file_cache_size: int = 1024, directory_limit: int = 100000,
+                 open_file_cache_size: int = 16384, directory_limit: int = 100000,
                  file_limit: int = 1000000) -> None:
         super().__init__(directory, autocreate, open_file_cache_size)
         self._cache_lock = threading.Lock()
@@ -633,6 +685,7 @@ class CachedDiskStore(DiskStore):
         self._file_limit = file_limit
         self._headers: cachetools.LRUCache = cachetools.LRUCache(max(1, file_limit))
         self._dirs: cachetools.LRUCache = cachetools.LRUCache(max(1, directory_limit))
+        self._dirs_epoch = 0  # bumped by every listing change
 
     @property
     def directory_limit(self) -> int:
@@ -665,6 +718,15 @@ class CachedDiskStore(DiskStore):
         self._remember_header(key, header)
         return header
 
+    def _opened_header(self, key: str, fd: int, path: str) -> whisper.Header:
+        with self._cache_lock:
+            header = self._headers.get(key)
+        if header is None:
+            return self._header(key, fd, path)
+        self.stats_counters.add("header_cache_hits")
+        whisper.check_file_size(fd, header)
+        return header
+
     def _remember_header(self, key: str, header: whisper.Header) -> None:
         with self._cache_lock:
             self._headers[key] = header
@@ -680,18 +742,24 @@ class CachedDiskStore(DiskStore):
             self.stats_counters.add("directory_cache_hits")
             return cached
         self.stats_counters.add("directory_cache_misses")
+        with self._cache_lock:
+            epoch = self._dirs_epoch
         listing = self._scan_dir(relpath)
         with self._cache_lock:
-            self._dirs[relpath] = listing
+            # a directory changed while we scanned: the listing may miss it, don't keep it
+            if self._dirs_epoch == epoch:
+                self._dirs[relpath] = listing
         return listing
 
     def _listing_changed(self, relpath: str) -> None:
         with self._cache_lock:
+            self._dirs_epoch += 1
             self._dirs.pop(relpath, None)
 
     def _subtree_removed(self, relpath: str) -> None:
         prefix = relpath + os.sep
         with self._cache_lock:
+            self._dirs_epoch += 1
             for rel in [r for r in self._dirs if r == relpath or r.startswith(prefix)]:
                 del self._dirs[rel]
             if relpath:

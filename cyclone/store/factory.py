@@ -113,7 +113,7 @@ def store_shape(node: dict[str, Any]) -> Any:
 class BuildContext:
     """What builders share: autocreate rules and top-level defaults."""
 
-    def __init__(self, autocreate: AutocreateRules, open_file_cache_size: int = 1024) -> None:
+    def __init__(self, autocreate: AutocreateRules, open_file_cache_size: int = 16384) -> None:
         self.autocreate = autocreate
         self.open_file_cache_size = open_file_cache_size
 
@@ -122,7 +122,7 @@ class BuildContext:
 
 
 def build_store(node: dict[str, Any], autocreate: AutocreateRules,
-                open_file_cache_size: int = 1024) -> Store:
+                open_file_cache_size: int = 16384) -> Store:
     _ensure_types_loaded()
     return BuildContext(autocreate, open_file_cache_size).build(node)
 

@@ -63,6 +63,8 @@ whole archive look empty, but turns the ring instead) and ``resize`` /
 
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import re
 import struct
@@ -473,6 +475,33 @@ def _write_ring(fd: int, a: ArchiveInfo, slot: int, buf: Any, count: int) -> Non
         os.pwrite(fd, mv[first * POINT_SIZE:], a.offset)
 
 
+# below this many points, Python lists beat numpy's per-call overhead
+SMALL_BATCH = 32
+
+
+def strictly_ascending(ts: np.ndarray) -> bool:
+    """True if every timestamp is greater than the one before it."""
+    if len(ts) <= SMALL_BATCH:
+        tl = ts.tolist()
+        return all(map(operator.lt, tl, tl[1:]))
+    return bool((ts[1:] > ts[:-1]).all())
+
+
+_RUN_PACKERS: dict[int, struct.Struct] = {}
+
+
+def _pack_run(aligned: list[int], vals: list[float]) -> bytes:
+    """Big-endian (timestamp, value) records of a short run."""
+    n = len(aligned)
+    packer = _RUN_PACKERS.get(n)
+    if packer is None:
+        packer = _RUN_PACKERS[n] = struct.Struct("!" + "Ld" * n)
+    flat = [0] * (2 * n)
+    flat[0::2] = aligned
+    flat[1::2] = vals
+    return packer.pack(*flat)
+
+
 def _pack(ts: np.ndarray, vals: np.ndarray) -> np.ndarray:
     rec = np.empty(len(ts), dtype=POINT_DTYPE)
     rec["t"] = ts
@@ -851,6 +880,8 @@ def _archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals: np.n
     a = header.archives[ai]
     step = a.seconds_per_point
     n = len(ts)
+    if 1 < n <= SMALL_BATCH and _small_archive_update(fd, header, ai, ts, vals):
+        return
     aligned = ts - ts % step
     if n > 1:
         # within an interval the last point (newest; for equal stamps the first given) wins
@@ -896,7 +927,33 @@ def _archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals: np.n
         _propagate_chain(fd, header, ai, aligned, contiguous, base if int(aligned[0]) != 0 else 0)
 
 
-def _check_size(fd: int, header: Header) -> None:
+def _small_archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals: np.ndarray) -> bool:
+    """_archive_update for a few points forming one contiguous run of intervals
+    (the common case), in plain Python; False (nothing written) otherwise."""
+    a = header.archives[ai]
+    step = a.seconds_per_point
+    al = [t - t % step for t in ts.tolist()]
+    vl = vals.tolist()
+    if not all(map(operator.lt, al, al[1:])):
+        # several points in one interval: the newest (last) wins
+        last = [i for i in range(len(al) - 1) if al[i] != al[i + 1]]
+        last.append(len(al) - 1)
+        al = [al[i] for i in last]
+        vl = [vl[i] for i in last]
+    n = len(al)
+    first = al[0]
+    if al[-1] - first != (n - 1) * step or first == 0 or n > a.points:
+        return False
+    base = _read_base(fd, a)
+    if base == 0:
+        base = first
+    _write_ring(fd, a, ((first - base) // step) % a.points, _pack_run(al, vl), n)
+    if ai + 1 < len(header.archives):
+        _propagate_chain(fd, header, ai, np.array(al, dtype=np.int64), True, base)
+    return True
+
+
+def check_file_size(fd: int, header: Header) -> None:
     """Refuse to write into a file shorter than its (possibly cached) header says."""
     size = os.fstat(fd).st_size
     if size < header.file_size:
@@ -913,14 +970,15 @@ def _check_u32(ts: np.ndarray, step: int = 1) -> None:
 
 
 def update_many_fd(fd: int, header: Header, timestamps: np.ndarray, values: np.ndarray,
-                   now: int | None = None) -> None:
+                   now: int | None = None, check_size: bool = True) -> None:
     """whisper's update_many on an open fd with a parsed header.
 
     Points go to the first archive whose retention covers their age (future
     points to archive 0, points older than the last archive are dropped);
     within an interval the newest timestamp wins, for identical timestamps
     the first given wins; each archive's points are written one pwrite per
-    contiguous run and propagated (vectorised) to lower archives.
+    contiguous run and propagated (vectorised) to lower archives. Without
+    `check_size` the caller vouches that the file is as long as `header` says.
     """
     ts = np.asarray(timestamps)
     if ts.dtype != np.int64:
@@ -936,7 +994,8 @@ def update_many_fd(fd: int, header: Header, timestamps: np.ndarray, values: np.n
     if now is None:
         now = int(time.time())
     now = int(now)
-    _check_size(fd, header)
+    if check_size:
+        check_file_size(fd, header)
     archives = header.archives
     if n == 1:
         t = int(ts[0])
@@ -949,7 +1008,7 @@ def update_many_fd(fd: int, header: Header, timestamps: np.ndarray, values: np.n
                 _write_one(fd, header, i, interval, float(vals[0]))
                 return
         return
-    if not (ts[1:] > ts[:-1]).all():
+    if not strictly_ascending(ts):
         # newest first, stable (whisper), then reversed per archive: ascending by time
         # with identical stamps in reverse input order, so the last of a run is the first given
         rts = ts[::-1]
@@ -995,7 +1054,7 @@ def update_fd(fd: int, header: Header, value: float, timestamp: int | float | No
     interval = timestamp - timestamp % step
     if not 0 <= interval <= _U32_MAX:
         raise ValueError("timestamp out of range for the whisper format (0 .. 2**32-1)")
-    _check_size(fd, header)
+    check_file_size(fd, header)
     _write_one(fd, header, ai, interval, value)
 
 
@@ -1082,9 +1141,23 @@ def create_fd(fd: int, archive_list: Iterable[Sequence[int]], x_files_factor: fl
     otherwise the archives are zero-filled with one write. Both give the same
     bytes as whisper's ``create``.
     """
-    header, data = build_header(archive_list, x_files_factor, aggregation_method)
+    try:
+        layout = tuple((int(p), int(n)) for p, n in archive_list)
+        header, data = _cached_layout(layout, x_files_factor, aggregation_method)
+    except TypeError:  # an unhashable argument: no caching
+        header, data = build_header(archive_list, x_files_factor, aggregation_method)
     _write_new(fd, header, data, sparse, False)
     return header
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_layout(layout: tuple[tuple[int, int], ...], x_files_factor: float,
+                   aggregation_method: int | str) -> tuple[Header, bytes]:
+    """build_header for the few layouts a server creates, sharing one Header per layout."""
+    header, data = build_header(layout, x_files_factor, aggregation_method)
+    if len(_HEADER_CACHE) < _HEADER_CACHE_MAX:
+        header = _HEADER_CACHE.setdefault(data, header)
+    return header, data
 
 
 def _write_new(fd: int, header: Header, data: bytes, sparse: bool, use_fallocate: bool) -> None:
@@ -1194,7 +1267,7 @@ def _fetch(fd: int, header: Header, fromTime: Any, untilTime: Any, now: Any,
         untilTime = now
     age = now - fromTime
     archives = header.archives
-    _check_size(fd, header)
+    check_file_size(fd, header)
     if archiveToSelect:
         wanted = parseRetentionDef(str(archiveToSelect) + ":1")[0]
         for a in archives:
@@ -1347,7 +1420,7 @@ def delete_points_fd(fd: int, header: Header, timestamps: np.ndarray, now: int |
     if now is None:
         now = int(time.time())
     now = int(now)
-    _check_size(fd, header)
+    check_file_size(fd, header)
     archives = header.archives
     n = len(ts)
     cuts = [n]

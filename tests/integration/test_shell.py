@@ -24,7 +24,10 @@ def sh(srv: CycloneProcess):
 def _whisper_info(srv: CycloneProcess, key: str):
     import whisper
 
-    info = whisper.info(str(srv.data_dir.joinpath(*key.split("."))) + ".wsp")
+    try:
+        info = whisper.info(str(srv.data_dir.joinpath(*key.split("."))) + ".wsp")
+    except whisper.CorruptWhisperFile as e:  # caught between file creation and header write
+        raise OSError(f"half-created file for {key}: {e}") from None
     if info is None:  # missing or being recreated
         raise OSError(f"no header for {key}")
     return info
