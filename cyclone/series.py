@@ -68,7 +68,7 @@ class SeriesMetadata:
         return [(a.precision, a.points) for a in self.archive_args]
 
 
-@dataclass
+@dataclass(slots=True)
 class Points:
     """A batch of points for one key. NaN values mean "delete this point"."""
 

@@ -25,8 +25,8 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-import cachetools
 import numpy as np
+from lru import LRU
 
 from cyclone import patterns
 from cyclone.fdlimit import fd_budget
@@ -61,17 +61,6 @@ class _Handle:
         self.retired = False
 
 
-class _FdCache(cachetools.LRUCache):
-    def __init__(self, maxsize: int, on_evict) -> None:
-        super().__init__(maxsize=max(1, maxsize))
-        self._on_evict = on_evict
-
-    def popitem(self):
-        key, handle = super().popitem()
-        self._on_evict(handle)
-        return key, handle
-
-
 def dedupe_last_wins(points: Points) -> Points:
     """Keep the last occurrence of each timestamp (input order), sorted by time."""
     ts = points.timestamps
@@ -97,7 +86,8 @@ class DiskStore(Store):
         self._key_locks = [threading.Lock() for _ in range(LOCK_STRIPES)]
         self._fd_lock = threading.Lock()
         self._open_file_cache_size = open_file_cache_size
-        self._fds = _FdCache(fd_budget(open_file_cache_size), self._retire)
+        # key -> _Handle; an evicted handle is retired (closed once unused)
+        self._fds = LRU(max(1, fd_budget(open_file_cache_size)), callback=self._evicted)
 
     # -- config ------------------------------------------------------------
     @property
@@ -108,14 +98,7 @@ class DiskStore(Store):
     def open_file_cache_size(self, size: int) -> None:
         with self._fd_lock:
             self._open_file_cache_size = size
-            size = fd_budget(size)
-            new = _FdCache(size, self._retire)
-            for key, handle in list(self._fds.items())[-max(1, size):]:
-                new[key] = handle
-            for key, handle in list(self._fds.items()):
-                if key not in new:
-                    self._retire(handle)
-            self._fds = new
+            self._fds.set_size(max(1, fd_budget(size)))
 
     def describe(self) -> str:
         return f"{type(self).__name__}({self.directory})"
@@ -134,6 +117,9 @@ class DiskStore(Store):
         finally:
             for _, lock in reversed(locks):
                 lock.release()
+
+    def _evicted(self, _key: str, handle: _Handle) -> None:
+        self._retire(handle)
 
     def _retire(self, handle: _Handle) -> None:
         # called with _fd_lock held
@@ -683,8 +669,9 @@ class CachedDiskStore(DiskStore):
         self._cache_lock = threading.Lock()
         self._directory_limit = directory_limit
         self._file_limit = file_limit
-        self._headers: cachetools.LRUCache = cachetools.LRUCache(max(1, file_limit))
-        self._dirs: cachetools.LRUCache = cachetools.LRUCache(max(1, directory_limit))
+        # lru-dict, not cachetools: about 35 instead of 130 bytes per cached series
+        self._headers = LRU(max(1, file_limit))
+        self._dirs = LRU(max(1, directory_limit))
         self._dirs_epoch = 0  # bumped by every listing change
 
     @property
@@ -695,7 +682,7 @@ class CachedDiskStore(DiskStore):
     def directory_limit(self, n: int) -> None:
         with self._cache_lock:
             self._directory_limit = n
-            self._dirs = cachetools.LRUCache(max(1, n))
+            self._dirs.set_size(max(1, n))
 
     @property
     def file_limit(self) -> int:
@@ -705,7 +692,7 @@ class CachedDiskStore(DiskStore):
     def file_limit(self, n: int) -> None:
         with self._cache_lock:
             self._file_limit = n
-            self._headers = cachetools.LRUCache(max(1, n))
+            self._headers.set_size(max(1, n))
 
     def _header(self, key: str, fd: int, path: str) -> whisper.Header:
         with self._cache_lock:
@@ -760,11 +747,11 @@ class CachedDiskStore(DiskStore):
         prefix = relpath + os.sep
         with self._cache_lock:
             self._dirs_epoch += 1
-            for rel in [r for r in self._dirs if r == relpath or r.startswith(prefix)]:
+            for rel in [r for r in self._dirs.keys() if r == relpath or r.startswith(prefix)]:
                 del self._dirs[rel]
             if relpath:
                 key_prefix = patterns.relpath_to_key(relpath) + "."
-                for key in [k for k in self._headers if k.startswith(key_prefix)]:
+                for key in [k for k in self._headers.keys() if k.startswith(key_prefix)]:
                     del self._headers[key]
 
     def stats(self) -> dict[str, int]:

@@ -5,7 +5,9 @@ append-only log of (key id, timestamp, value) numpy chunks plus the key→id
 map of that generation, about 20 bytes per buffered point. A coordinator
 thread swaps the current generation out, groups it by key with one stable
 argsort, and hands `batch_size` series per substore `write` to
-`num_write_threads` worker threads. Generations flush strictly one after
+`num_write_threads` worker threads, building each batch only when a thread
+is about to be free (memory stays bounded by the columns, not by Points
+objects for every buffered series). Generations flush strictly one after
 another, so two threads never write one series at once, and within a
 series input order is kept (the disk store keeps the last value written
 for a timestamp).
@@ -26,9 +28,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -137,23 +140,35 @@ class _Generation:
                               np.concatenate(self.val_chunks))
         return self._flat
 
-    def grouped(self) -> list[tuple[str, Points]]:
-        """Every buffered series with its points in input order."""
+    def batches(self, size: int, hold: set[str]) -> Iterator[dict[str, Points]]:
+        """Every buffered series with its points in input order, `size` series
+        per dict, built as they are taken (a flush of 100k series never holds
+        100k Points at once); series in `hold` are left out."""
         ids, ts, vals = self.flat()
         if not len(ids):
-            return []
+            return
         order = np.argsort(ids, kind="stable")
         sids = ids[order]
         sts = ts[order]
         svals = vals[order]
-        bounds = np.flatnonzero(np.diff(sids)) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [len(sids)]))
+        del order
+        bounds = np.flatnonzero(sids[1:] != sids[:-1]) + 1
+        starts = np.concatenate(([0], bounds)).tolist()
+        ends = np.concatenate((bounds, [len(sids)])).tolist()
+        first_ids = sids[starts].tolist()
         keys = self.keys
-        return [
-            (keys[int(sids[s])], Points(sts[s:e], svals[s:e]))
-            for s, e in zip(starts.tolist(), ends.tolist())
-        ]
+        for i in range(0, len(starts), size):
+            batch = {}
+            for kid, s, e in zip(first_ids[i:i + size], starts[i:i + size], ends[i:i + size]):
+                key = keys[kid]
+                if key not in hold:
+                    batch[key] = Points(sts[s:e], svals[s:e])
+            if batch:
+                yield batch
+
+    def series_points(self, keys: set[str]) -> dict[str, Points]:
+        """The buffered points of `keys`, in input order."""
+        return self.points_for({k: self.ids_of[k] for k in keys if k in self.ids_of})
 
     def points_for(self, wanted: dict[str, int], limit: int | None = None) -> dict[str, Points]:
         """Buffered points of the given keys (key -> id here), of the first `limit` points."""
@@ -361,19 +376,20 @@ class WriteBufferStore(Store):
             retry = False
             try:
                 held_back = self._apply_pending_metadata()
-                groups = gen.grouped()
                 if held_back:
-                    keep_back = [(k, p) for k, p in groups if k in held_back]
-                    groups = [(k, p) for k, p in groups if k not in held_back]
+                    keep_back = gen.series_points(held_back)
                     if keep_back:
                         retry = True
                         with self._lock:
-                            self._current.prepend_points(dict(keep_back))
-                batches = [dict(groups[i:i + self.batch_size])
-                           for i in range(0, len(groups), self.batch_size)]
+                            self._current.prepend_points(keep_back)
                 failed: dict[str, Points] = {}
-                for result in self._pool.map(self._write_batch, batches):
-                    failed.update(result)
+                in_flight: deque[Future] = deque()
+                for batch in gen.batches(self.batch_size, held_back):
+                    if len(in_flight) >= 2 * self.num_write_threads:
+                        failed.update(in_flight.popleft().result())
+                    in_flight.append(self._pool.submit(self._write_batch, batch))
+                while in_flight:
+                    failed.update(in_flight.popleft().result())
                 if failed:
                     retry = True
                     with self._lock:

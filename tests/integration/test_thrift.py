@@ -502,7 +502,7 @@ def test_generated_client_round_trip(server):
     t0 = t_base()
     raw, trans = raw_client(server.thrift_port)
     try:
-        assert raw.update_metadata({"test.gen.a": T.SeriesMetadata([T.ArchiveArg(10, 100)], 0.5, 1)},
+        assert raw.update_metadata({"test.gen.a": T.SeriesMetadata([T.ArchiveArg(10, 360)], 0.5, 1)},
                                    True, False, False, True, False) == {"test.gen.a": T.Error("", False, False)}
         assert raw.write({"test.gen.a": [T.Datapoint(t0, 1.0), T.Datapoint(t0 + 20, 2.0)]}, True, False) == {
             "test.gen.a": T.Error("", False, False)}
@@ -510,7 +510,7 @@ def test_generated_client_round_trip(server):
         assert res == {"test.gen.*": {"test.gen.a": T.ReadResult(
             None, [T.Datapoint(t0, 1.0), T.Datapoint(t0 + 20, 2.0)], t0, t0 + 40, 10)}}
         ra = raw.read_all("test.gen.a", False)
-        assert ra == T.ReadAllResult(None, T.SeriesMetadata([T.ArchiveArg(10, 100)], 0.5, 1),
+        assert ra == T.ReadAllResult(None, T.SeriesMetadata([T.ArchiveArg(10, 360)], 0.5, 1),
                                      [T.Datapoint(t0, 1.0), T.Datapoint(t0 + 20, 2.0)])
         assert raw.find(["test.gen.*"], False) == {"test.gen.*": T.FindResult(None, ["test.gen.a"])}
         assert raw.delete_series(["test.gen.a"], False, False) == {"test.gen.*".replace("*", "a"):
