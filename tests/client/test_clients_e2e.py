@@ -10,16 +10,15 @@ import pytest
 from cyclone.client import HTTPClient, HTTPClientError, LineClient, PickleClient, ThriftClient
 from cyclone.client.http import safe_unpickle
 from cyclone.series import Points
-from tests.client.cyclone_server import CycloneServer, server_mode
+from tests.client.cyclone_server import CycloneServer
 
 pytestmark = pytest.mark.timeout(120)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = CycloneServer(tmp_path_factory.mktemp("clients"), mode=server_mode())
+    srv = CycloneServer(tmp_path_factory.mktemp("clients"))
     srv.start()
-    srv.wait_port(srv.http_port)
     yield srv
     srv.stop()
 

@@ -86,9 +86,7 @@ class Node:
 
     def start(self, members: list["Node"], read_from_all: bool = False) -> None:
         self.server = CycloneServer(self.dir, self.config(members, read_from_all), startup_timeout=30)
-        self.server.start()
-        self.server.wait_port(self.line_port)
-        self.server.wait_port(self.shell_port)
+        self.server.start()  # returns once every listener accepts connections
 
     def stop(self) -> None:
         if self.server is not None:

@@ -603,7 +603,6 @@ def test_tags_and_events_are_empty_lists(server):
 
 
 def test_functions_is_valid_json(server):
-    pytest.importorskip("cyclone.query.evaluator")
     status, headers, body = server.get("/functions")
     assert status == 200 and headers["content-type"] == "application/json"
     assert b"Infinity" not in body and b"NaN" not in body
@@ -623,7 +622,6 @@ def test_functions_is_valid_json(server):
 
 
 def test_render_expressions(server):
-    pytest.importorskip("cyclone.query.evaluator")
     frm, until = T0 + 15, T0 + 55
     got = server.get_json("/render", {"target": "sumSeries(test.a.b.c1,test.a.b.c2)", "from": frm, "until": until,
                                       "format": "json"})
@@ -634,7 +632,6 @@ def test_render_expressions(server):
 
 
 def test_render_grafana_style(server):
-    pytest.importorskip("cyclone.query.evaluator")
     # Grafana 11.6+: aliasSub(<target>, "(^.*$)", "\1 A"), POST form, maxDataPoints
     status, _h, body = server.post("/render", {
         "target": 'aliasSub(test.a.b.c1, "(^.*$)", "\\1 A")', "from": str(T0 + 15), "until": str(T0 + 55),
@@ -652,14 +649,12 @@ def test_render_grafana_style(server):
 
 
 def test_render_bad_expression_is_400(server):
-    pytest.importorskip("cyclone.query.evaluator")
     text = assert_400(server.get("/render", {"target": "sumSeries(test.a.*"}), "sumSeries")
     assert "\n" == text[-1]
     assert_400(server.get("/render", {"target": "noSuchFunction(test.a.b.c1)"}), "noSuchFunction")
 
 
 def test_series_by_tag_matches_nothing_for_the_cluster(server):
-    pytest.importorskip("cyclone.query.evaluator")
     status, _h, body = server.get("/render", {"target": 'seriesByTag("name=test.a.b.c1")', "format": "pickle",
                                               "from": T0, "until": T0 + 60})
     assert status == 200

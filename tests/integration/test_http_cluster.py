@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.integration.test_http_helpers import GraphiteWeb, HttpCyclone, free_port, real_server_available
+from tests.integration.test_http_helpers import GraphiteWeb, HttpCyclone, free_port
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -52,10 +52,6 @@ def node_config(tmp, me: int, ports: dict[int, dict[str, int]]) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if not real_server_available():
-        pytest.skip("needs the real server (thrift listener) for the peer connections")
-    pytest.importorskip("cyclone.store.hash")
-    pytest.importorskip("cyclone.store.remote")
     tmp = tmp_path_factory.mktemp("http_cluster")
     ports = {n: {"http": free_port(), "thrift": free_port(), "line": free_port()} for n in (1, 2)}
     nodes = []

@@ -1,12 +1,8 @@
 """Helpers for the HTTP API tests: a real Cyclone process, real sockets, real whisper files.
 
-`HttpCyclone(tmp_path)` writes a config with free 127.0.0.1 ports and a data
-directory under tmp_path and starts `python -m cyclone conf.json`, then
-waits for the HTTP port. While cyclone/server.py is still the scaffold stub
-(no ServerContext), it runs this file as a script instead: the store tree
-from the same config behind `cyclone.protocols.http` plus a minimal
-line-protocol receiver, so the tests exercise the same HTTP code either way
-and switch to the real server as soon as it lands.
+`HttpCyclone(tmp_path)` is `tests.server_process.CycloneProcess` with the
+HTTP tests' config (`make_config`) and request helpers; `GraphiteWeb` runs
+a real graphite-web (PyPI) as oracle and frontend.
 
 This module holds no tests (pytest collects nothing from it).
 """
@@ -25,20 +21,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from tests.server_process import CycloneProcess, free_port
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def real_server_available() -> bool:
-    """True once cyclone/server.py builds a ServerContext (not the scaffold stub)."""
-    text = (REPO / "cyclone" / "server.py").read_text()
-    return "ServerContext" in text and "start_listeners" in text
 
 
 def make_config(data_dir: Path, autocreate: list | None = None, write_buffer: bool = True) -> dict[str, Any]:
@@ -62,104 +48,19 @@ def make_config(data_dir: Path, autocreate: list | None = None, write_buffer: bo
     }
 
 
-def _port_of(spec: Any) -> int:
-    return int(spec) if isinstance(spec, int) else int(str(spec).rpartition(":")[2])
-
-
-class HttpCyclone:
-    """A Cyclone server process; `.http_port`, `.line_port`, `.data_dir`."""
+class HttpCyclone(CycloneProcess):
+    """A server process (`make_config` unless given a config) with HTTP request helpers."""
 
     def __init__(self, tmp_path: Path, config: dict[str, Any] | None = None,
-                 startup_timeout: float = 30.0, config_text: str | None = None) -> None:
-        self.tmp_path = Path(tmp_path)
-        self.data_dir = self.tmp_path / "data"
+                 startup_timeout: float = 30.0) -> None:
+        tmp_path = Path(tmp_path)
+        super().__init__(tmp_path, config=config if config is not None else make_config(tmp_path / "data"))
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.config = config if config is not None else make_config(self.data_dir)
-        self.config_path = self.tmp_path / "cyclone.conf.json"
-        self.config_path.write_text(config_text if config_text is not None
-                                    else json.dumps(self.config, indent=2))
         self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen | None = None
-        self.mode = "real" if real_server_available() else "mini"
-        self._log_path = self.tmp_path / "server.log"
-        self._log = None
 
-    @property
-    def http_port(self) -> int:
-        return _port_of(self.config["http_listen"][0])
-
-    @property
-    def line_port(self) -> int:
-        return _port_of(self.config["line_stream_listen"][0])
-
-    def start(self) -> "HttpCyclone":
-        if self.mode == "real":
-            cmd = [PYTHON, "-m", "cyclone", str(self.config_path)]
-        else:
-            cmd = [PYTHON, str(Path(__file__).resolve()), str(self.config_path)]
-        self._log = open(self._log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen(cmd, cwd=str(self.tmp_path), stdout=self._log,
-                                     stderr=subprocess.STDOUT, env=env)
-        self._wait_http()
+    def start(self, timeout: float | None = None, wait: bool = True) -> "HttpCyclone":
+        super().start(self.startup_timeout if timeout is None else timeout, wait)
         return self
-
-    def _wait_http(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
-            try:
-                status, _h, _b = http_request(self.http_port, "GET", "/version", timeout=2)
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"HTTP port {self.http_port} not ready within {self.startup_timeout} s:\n"
-                           f"{self.output()}")
-
-    def output(self) -> str:
-        try:
-            return self._log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 15.0) -> str:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-        return self.output()
-
-    def __enter__(self) -> "HttpCyclone":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # -- data in -----------------------------------------------------------
-    def send_lines(self, lines: list[str] | str) -> None:
-        """Write points through the line protocol (TCP)."""
-        text = lines if isinstance(lines, str) else "".join(line.rstrip("\n") + "\n" for line in lines)
-        with socket.create_connection(("127.0.0.1", self.line_port), timeout=10) as s:
-            s.sendall(text.encode())
-            s.shutdown(socket.SHUT_WR)
-            s.settimeout(10)
-            try:
-                while s.recv(4096):
-                    pass
-            except OSError:
-                pass
 
     # -- requests ------------------------------------------------------------
     def get(self, path: str, params: Any = None, headers: dict[str, str] | None = None,
@@ -184,16 +85,6 @@ class HttpCyclone:
         status, _h, body = self.get(path, params)
         assert status == 200, (status, body[:500])
         return json.loads(body)
-
-    def wait_for(self, predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            last = predicate()
-            if last:
-                return last
-            time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
 
 
 def http_request(port: int, method: str, path: str, body: bytes | None = None,
@@ -291,6 +182,7 @@ class GraphiteWeb:
             cmd.append("--hide-msgpack")
         self._log = open(self._log_path, "wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")  # for `tests.` imports
         self.proc = subprocess.Popen(cmd, cwd=str(self.workdir), stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env)
         deadline = time.monotonic() + self.startup_timeout
@@ -374,70 +266,6 @@ def _run_graphite_web(workdir: str, port: int, hide_msgpack: bool) -> None:  # p
     httpd.serve_forever()
 
 
-# ------------------------------------------------------------------ mini server
-def _run_mini(config_path: str) -> None:  # pragma: no cover - runs in a subprocess
-    """Store tree + HTTP API + a minimal line receiver (until server.py lands)."""
-    import logging
-    import types
-
-    import numpy as np
-    from twisted.internet import protocol, reactor
-    from twisted.internet.threads import deferToThreadPool
-    from twisted.python.threadpool import ThreadPool
-
-    from cyclone.config import load_config
-    from cyclone.protocols import http as http_protocol
-    from cyclone.series import Points
-    from cyclone.stats import StatsRegistry
-    from cyclone.store.autocreate import AutocreateRules
-    from cyclone.store.factory import build_store
-
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(config_path)
-    store = build_store(config.store_config, AutocreateRules(config.autocreate_rules),
-                        config.open_file_cache_size)
-    pool = ThreadPool(1, config.store_threads, "store")
-    pool.start()
-    ctx = types.SimpleNamespace(
-        config=config, store=store, reactor=reactor, threadpool=pool, stats=StatsRegistry(),
-        host=config.host, started_at=time.time(), verify=None,
-        call_store=lambda fn, *a: deferToThreadPool(reactor, pool, fn, *a))
-    http_protocol.start_listeners(ctx)
-
-    class Line(protocol.Protocol):
-        def connectionMade(self) -> None:
-            self.buf = b""
-
-        def dataReceived(self, data: bytes) -> None:
-            self.buf += data
-
-        def connectionLost(self, reason: Any = None) -> None:
-            batch: dict[str, list[tuple[int, float]]] = {}
-            for line in self.buf.decode().splitlines():
-                parts = line.split()
-                if len(parts) >= 2:
-                    ts = int(float(parts[2])) if len(parts) > 2 else int(time.time())
-                    batch.setdefault(parts[0], []).append((ts, float(parts[1])))
-            if batch:
-                pts = {k: Points(np.array([t for t, _ in v]), np.array([x for _, x in v])) for k, v in batch.items()}
-                ctx.call_store(store.write, pts)
-
-    factory = protocol.Factory.forProtocol(Line)
-    for spec in config.line_stream_listen:
-        host, _, port = str(spec).rpartition(":")
-        reactor.listenTCP(int(port), factory, interface=host)
-
-    def shutdown() -> None:
-        pool.stop()
-        store.close()
-
-    reactor.addSystemEventTrigger("before", "shutdown", shutdown)
-    reactor.run()
-
-
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--graphite-web":
         _run_graphite_web(sys.argv[2], int(sys.argv[3]), "--hide-msgpack" in sys.argv[4:])
-    else:
-        sys.path.insert(0, str(REPO))
-        _run_mini(sys.argv[1])

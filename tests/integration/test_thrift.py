@@ -24,7 +24,7 @@ from cyclone.client import ThriftClient, ThriftConnectionError, ThriftRequestErr
 from cyclone.series import ArchiveArg, DeleteResult, Error, FindResult, Points, SeriesMetadata
 from cyclone_if import Cyclone
 from cyclone_if import ttypes as T
-from tests.client.cyclone_server import CycloneServer, free_port, server_mode
+from tests.client.cyclone_server import CycloneServer, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -34,10 +34,11 @@ NOT_EXIST = "{}: series does not exist and no autocreate rule matches"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = CycloneServer(tmp_path_factory.mktemp("thrift"), mode=server_mode())
+    srv = CycloneServer(tmp_path_factory.mktemp("thrift"))
     srv.start()
     yield srv
-    out = srv.stop()
+    srv.stop()
+    out = srv.output()
     assert "Traceback" not in out.replace("thrift read: the store raised", ""), out[-5000:]
 
 
@@ -590,7 +591,7 @@ def test_request_error_raises(server):
 
 
 def test_client_reconnects_after_server_restart(tmp_path):
-    srv = CycloneServer(tmp_path, mode=server_mode())
+    srv = CycloneServer(tmp_path)
     srv.start()
     c = ThriftClient("127.0.0.1", srv.thrift_port, retries=1)
     try:

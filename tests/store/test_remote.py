@@ -19,9 +19,6 @@ from tests.client.cyclone_server import CycloneServer, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
-# the real server (`python -m cyclone`) once it serves Thrift, else the helper's mini server
-SERVER_MODE = "real" if "thrift" in open(__import__("cyclone.server").server.__file__).read() else "mini"
-
 RULES = [["test.**", "10:1d,60:30d", 0, "average"]]
 
 
@@ -33,7 +30,7 @@ def base_time() -> int:
 @pytest.fixture
 def server(tmp_path):
     (tmp_path / "srv").mkdir()
-    srv = CycloneServer(tmp_path / "srv", mode=SERVER_MODE).start()
+    srv = CycloneServer(tmp_path / "srv").start()
     yield srv
     srv.stop()
 
@@ -157,7 +154,7 @@ def test_connection_limit_bounds_the_pool(server):
 
 def test_write_buffer_keeps_points_across_a_peer_restart(tmp_path):
     (tmp_path / "srv").mkdir()
-    srv = CycloneServer(tmp_path / "srv", mode=SERVER_MODE)
+    srv = CycloneServer(tmp_path / "srv")
     srv.start()
     remote = RemoteStore("127.0.0.1", srv.thrift_port, timeout=5, retry_interval=0.2)
     buffer = WriteBufferStore(remote, AutocreateRules(RULES), retry_delay=0.2)
