@@ -417,8 +417,7 @@ class Server:
     def _flush_and_close(self) -> None:
         store = self.ctx.store
         t0 = time.monotonic()
-        store.flush()
-        store.close()
+        store.close()  # write buffers flush first, bounded by their close_timeout_secs
         log.info("store flushed and closed in %.2f s", time.monotonic() - t0)
 
     def _drain(self, udp_ports: list[Any]) -> Any:

@@ -39,6 +39,7 @@ STORE_FIELDS: dict[str, dict[str, tuple[str, Any, bool]]] = {
         "merge_find_patterns": ("bool", True, True),
         "enable_deferred_deletes": ("bool", False, True),
         "max_buffered_points": ("int", 20_000_000, True),
+        "close_timeout_secs": ("number", 120, True),
     },
     "multi": {"stores": ("stores", REQUIRED, False)},
     "read_only": {"substore": ("store", REQUIRED, False)},
@@ -180,6 +181,7 @@ def _build_write_buffer(node: dict[str, Any], ctx: BuildContext) -> Store:
         merge_find_patterns=node["merge_find_patterns"],
         enable_deferred_deletes=node["enable_deferred_deletes"],
         max_buffered_points=node["max_buffered_points"],
+        close_timeout_secs=node["close_timeout_secs"],
     )
 
 

@@ -237,6 +237,7 @@ class WriteBufferStore(Store):
         "merge_find_patterns",
         "enable_deferred_deletes",
         "max_buffered_points",
+        "close_timeout_secs",
     )
 
     def __init__(
@@ -252,6 +253,7 @@ class WriteBufferStore(Store):
         enable_deferred_deletes: bool = False,
         max_buffered_points: int = 20_000_000,
         retry_delay: float = 1.0,
+        close_timeout_secs: float = 120,
     ) -> None:
         super().__init__()
         self.store = store
@@ -265,6 +267,7 @@ class WriteBufferStore(Store):
         self.enable_deferred_deletes = enable_deferred_deletes
         self.max_buffered_points = max_buffered_points
         self.retry_delay = retry_delay
+        self.close_timeout_secs = close_timeout_secs
 
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -360,7 +363,9 @@ class WriteBufferStore(Store):
                     cb()
                 except Exception:
                     log.exception("drain listener failed")
-            if retry and not self._stop.is_set():
+            if retry:
+                if self._stop.is_set():
+                    return  # closing after a timed-out flush: close() counts what is left
                 self._stop.wait(self.retry_delay)
 
     def _cycle(self) -> bool:
@@ -506,12 +511,23 @@ class WriteBufferStore(Store):
         return True
 
     def close(self) -> None:
-        self.flush(timeout=None if self._coordinator.is_alive() else 0)
+        """Flush and stop. Points a substore keeps refusing as recoverable (a peer
+        that stays down) are retried for `close_timeout_secs` (0 = forever), then
+        dropped, counted (`points_dropped_at_close`) and logged."""
+        flushed = True
+        if self._coordinator.is_alive():
+            timeout = self.close_timeout_secs if self.close_timeout_secs > 0 else None
+            flushed = self.flush(timeout=timeout)
         self._stop.set()
         with self._lock:
             self._wakeup.notify_all()
-        self._coordinator.join(timeout=30)
+        self._coordinator.join(timeout=60)
         self._pool.shutdown(wait=True)
+        if not flushed:
+            lost = self.buffered_points()
+            self.stats_counters.add("points_dropped_at_close", lost)
+            log.error("write buffer: %d points still unwritten after %s s at close "
+                      "(is a remote node down?); dropping them", lost, self.close_timeout_secs)
         self.store.close()
 
     # -- metadata, delete, rename -------------------------------------------

@@ -201,3 +201,18 @@ def test_config_builds_remote_store(tmp_path):
         assert store.connection_limit == 3 and store.timeout == 2.5
     finally:
         store.close()
+
+
+def test_write_buffer_close_gives_up_on_a_peer_that_stays_down(tmp_path):
+    """close() retries a down peer for close_timeout_secs, then drops and counts
+    what it could not write instead of blocking shutdown forever."""
+    remote = RemoteStore("127.0.0.1", free_port(), timeout=1, retry_interval=0.1)
+    buffer = WriteBufferStore(remote, AutocreateRules(RULES), retry_delay=0.1, close_timeout_secs=1.5)
+    t0 = base_time()
+    for i in range(20):
+        assert buffer.write({f"test.down.k{i}": Points([t0, t0 + 10], [1.0, 2.0])}) == {}
+    started = time.monotonic()
+    buffer.close()
+    elapsed = time.monotonic() - started
+    assert 1.5 <= elapsed < 15
+    assert buffer.stats()["points_dropped_at_close"] == 40
