@@ -12,8 +12,10 @@ frames of 500 datapoints like carbon-relay sends. Measured:
   the server closed the connection after reading everything;
 - persisted pts/s: points / time until every point is readable from the
   whisper files (a checker in this process reads the files with numpy);
-- CPU seconds (user+system) of the server process during the run, and its
-  peak RSS (VmHWM), both via psutil / procfs.
+- CPU seconds (user+system, and the system part alone) of the server
+  process during the run, and its peak RSS (VmHWM), via psutil / procfs.
+  File creation is mostly kernel time: on a disk where creating an inode is
+  slow, the kernel column shows it for both servers.
 
 Both servers use the same retention (60s:1d, one archive) and the same
 key layout (bench.g<N>.s<M>, 1,000 series per directory).
@@ -281,6 +283,7 @@ class Result:
     accept_secs: float
     persist_secs: float
     cpu_secs: float
+    sys_secs: float
     peak_rss: int
     complete: bool
 
@@ -321,7 +324,7 @@ def run_one(system: str, protocol: str, shape: tuple[int, int], payloads: dict, 
     server.start()
     try:
         proc = psutil.Process(server.proc.pid)
-        cpu0 = sum(proc.cpu_times()[:2])
+        cpu0 = proc.cpu_times()
         t0 = time.perf_counter()
         port = server.line_port if protocol == "line" else server.pickle_port
         accept = send_and_measure_accept(port, payload)
@@ -331,24 +334,26 @@ def run_one(system: str, protocol: str, shape: tuple[int, int], payloads: dict, 
             time.sleep(0.1)
         persist = time.perf_counter() - t0
         complete = not checker.remaining
-        cpu = sum(proc.cpu_times()[:2]) - cpu0
+        cpu1 = proc.cpu_times()
+        cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
+        sys_cpu = cpu1.system - cpu0.system
         rss = server.peak_rss()
     finally:
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    return Result(system, protocol, f"{n_series:,} x {n_points}", load.total, accept, persist, cpu, rss,
-                  complete)
+    return Result(system, protocol, f"{n_series:,} x {n_points}", load.total, accept, persist, cpu, sys_cpu,
+                  rss, complete)
 
 
 def table(results: list[Result]) -> str:
     out = ["| shape (series x points) | protocol | system | accepted pts/s | persisted pts/s | "
-           "time to disk (s) | CPU s | peak RSS MB |",
+           "time to disk (s) | CPU s (of which kernel) | peak RSS MB |",
            "|---|---|---|---:|---:|---:|---:|---:|"]
     by = {(r.shape, r.protocol, r.system): r for r in results}
     for r in results:
         flag = "" if r.complete else " (INCOMPLETE)"
         out.append(f"| {r.shape} | {r.protocol} | {r.system}{flag} | {r.accept_rate:,.0f} | "
-                   f"{r.persist_rate:,.0f} | {r.persist_secs:.2f} | {r.cpu_secs:.2f} | "
+                   f"{r.persist_rate:,.0f} | {r.persist_secs:.2f} | {r.cpu_secs:.2f} ({r.sys_secs:.2f}) | "
                    f"{r.peak_rss / 2**20:.0f} |")
         if r.system == "carbon" and (r.shape, r.protocol, "cyclone") in by:
             c = by[(r.shape, r.protocol, "cyclone")]
@@ -393,7 +398,8 @@ def main() -> int:
                 r = run_one(system, protocol, shape, payloads, tmp, args.timeout)
                 results.append(r)
                 print(f"  {system:8s} {protocol:6s} {r.shape:>14s}: accepted {r.accept_rate:>10,.0f}/s, "
-                      f"persisted {r.persist_rate:>10,.0f}/s in {r.persist_secs:6.2f} s, CPU {r.cpu_secs:6.2f} s, "
+                      f"persisted {r.persist_rate:>10,.0f}/s in {r.persist_secs:6.2f} s, CPU {r.cpu_secs:6.2f} s "
+                      f"(kernel {r.sys_secs:5.2f}), "
                       f"peak RSS {r.peak_rss / 2**20:5.0f} MB{'' if r.complete else ' INCOMPLETE'}",
                       file=sys.stderr, flush=True)
     print()
