@@ -379,14 +379,14 @@ class WriteBufferStore(Store):
                 deletes, self._deferred_deletes = self._deferred_deletes, []
             t0 = time.perf_counter()
             retry = False
+            # put back (ahead of newer points) in the same step that retires `gen`,
+            # so buffered_points() never counts a requeued point twice
+            requeue: dict[str, Points] = {}
             try:
                 held_back = self._apply_pending_metadata()
                 if held_back:
-                    keep_back = gen.series_points(held_back)
-                    if keep_back:
-                        retry = True
-                        with self._lock:
-                            self._current.prepend_points(keep_back)
+                    requeue.update(gen.series_points(held_back))
+                    retry = bool(requeue)
                 failed: dict[str, Points] = {}
                 in_flight: deque[Future] = deque()
                 for batch in gen.batches(self.batch_size, held_back):
@@ -397,13 +397,14 @@ class WriteBufferStore(Store):
                     failed.update(in_flight.popleft().result())
                 if failed:
                     retry = True
-                    with self._lock:
-                        self._current.prepend_points(failed)
+                    requeue.update(failed)
                     self.stats_counters.add("points_requeued", sum(len(p) for p in failed.values()))
                 if deletes:
                     self.store.delete_series(deletes)
             finally:
                 with self._lock:
+                    if requeue:
+                        self._current.prepend_points(requeue)
                     self._flushing.remove(gen)
                     self._cycles_done += 1
                     self._drained.notify_all()

@@ -10,30 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.server_process import CycloneProcess, free_port
+from tests.server_process import CycloneProcess, base_config, free_port  # noqa: F401 (free_port re-exported)
 
 
 def default_config(data_dir: Path, write_buffer: bool = True) -> dict[str, Any]:
     disk = {"type": "cached_disk", "directory": str(data_dir)}
     store = {"type": "write_buffer", "num_write_threads": 2, "substore": disk} if write_buffer else disk
-    return {
-        "hostname": "testhost",
-        "line_stream_listen": [f"127.0.0.1:{free_port()}"],
-        "line_datagram_listen": [f"127.0.0.1:{free_port()}"],
-        "pickle_listen": [f"127.0.0.1:{free_port()}"],
-        "shell_listen": [f"127.0.0.1:{free_port()}"],
-        "http_listen": [f"127.0.0.1:{free_port()}"],
-        "thrift_port": f"127.0.0.1:{free_port()}",
-        "store_threads": 4,
-        "stats_report_usecs": 0,
-        "log_level": 1,
-        "store_config": {"type": "query", "substore": store},
-        "autocreate_rules": [
-            ["test.**", "10:1d,60:30d", 0, "average"],
-            ["bench.**", "10:1d", 0, "average"],
-            ["cyclone.**", "60:1d", 0, "average"],
-        ],
-    }
+    return base_config(data_dir, rules=[
+        ["test.**", "10:1d,60:30d", 0, "average"],
+        ["bench.**", "10:1d", 0, "average"],
+        ["cyclone.**", "60:1d", 0, "average"],
+    ], store_config={"type": "query", "substore": store})
 
 
 class CycloneServer(CycloneProcess):

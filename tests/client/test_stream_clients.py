@@ -120,12 +120,21 @@ def test_pickle_client_frames(sink):
     c.write("a.c", 3, None)
     c.write("a.d", -1.0, 120)
     c.close()
-    data = sink.wait_for(20)
-    frames = []
-    while data:
-        (n,) = struct.unpack("!L", data[:4])
-        frames.append(pickle.loads(data[4:4 + n]))
-        data = data[4 + n:]
+
+    def complete_frames() -> list:
+        data, frames = sink.received(), []
+        while len(data) >= 4:
+            (n,) = struct.unpack("!L", data[:4])
+            if len(data) < 4 + n:
+                break
+            frames.append(pickle.loads(data[4:4 + n]))
+            data = data[4 + n:]
+        return frames
+
+    deadline = time.monotonic() + 20
+    while len(complete_frames()) < 2 and time.monotonic() < deadline:  # frames may arrive apart
+        time.sleep(0.01)
+    frames = complete_frames()
     assert len(frames) == 2
     assert frames[0][0] == ("a.b", (100, 1.5))
     key, (ts, value) = frames[0][1]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.server_process import CycloneProcess, free_port
+from tests.server_process import CycloneProcess, base_config, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -30,22 +30,9 @@ PYTHON = sys.executable
 def make_config(data_dir: Path, autocreate: list | None = None, write_buffer: bool = True) -> dict[str, Any]:
     disk = {"type": "cached_disk", "directory": str(data_dir)}
     store = {"type": "write_buffer", "num_write_threads": 2, "substore": disk} if write_buffer else disk
-    return {
-        "hostname": "httptest",
-        "line_stream_listen": [f"127.0.0.1:{free_port()}"],
-        "line_datagram_listen": [f"127.0.0.1:{free_port()}"],
-        "pickle_listen": [f"127.0.0.1:{free_port()}"],
-        "shell_listen": [f"127.0.0.1:{free_port()}"],
-        "http_listen": [f"127.0.0.1:{free_port()}"],
-        "thrift_port": f"127.0.0.1:{free_port()}",
-        "store_threads": 4,
-        "stats_report_usecs": 0,
-        "log_level": 2,
-        "store_config": {"type": "query", "substore": store},
-        "autocreate_rules": autocreate if autocreate is not None else [
-            ["**", "10:1d,60:30d", 0, "average"],
-        ],
-    }
+    return base_config(data_dir, rules=autocreate if autocreate is not None else [
+        ["**", "10:1d,60:30d", 0, "average"],
+    ], hostname="httptest", log_level=2, store_config={"type": "query", "substore": store})
 
 
 class HttpCyclone(CycloneProcess):
