@@ -19,9 +19,10 @@ How to add a function
 
 1. Pick the module under ``cyclone/query/functions/`` for its graphite
    group (combine.py = "Combine", transform.py = "Transform",
-   calculate.py = "Calculate", alias.py = "Alias", filter.py = "Filter
-   Series", sorting.py = "Sorting", graph.py = "Graph", special.py =
-   "Special"); create one if needed and import it in
+   calculate.py = "Calculate", alias.py = "Alias", filtering.py = "Filter
+   Series" and "Filter Data", ordering.py = "Sorting", grouping.py =
+   "Combine" by node (groupByNode, *WithWildcards), graph.py = "Graph", special.py = "Special");
+   create one if needed and import it in
    ``functions/__init__.py``.
 2. Read graphite-web 1.1.10's implementation (``graphite/render/functions.py``)
    for the exact semantics: series name format (``%g`` vs ``%s``, quotes,

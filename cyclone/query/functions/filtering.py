@@ -1,9 +1,8 @@
-"""Graphite's "Filter Series" and "Filter Data" functions that rank or
-threshold whole series (averageAbove, highest, mostDeviant, filterSeries,
-exclude/grep, unique, useSeriesAbove, ...) and blank out points
+"""Graphite's "Filter Series" and "Filter Data" functions: dropping series
+(removeEmptySeries, limit), ranking or thresholding whole series
+(averageAbove, highest, mostDeviant, filterSeries, exclude/grep, unique,
+useSeriesAbove, ...) and blanking out points
 (removeAboveValue, removeBelowPercentile, ...), plus drawAsInfinite.
-
-(removeEmptySeries and limit live in filter.py.)
 
 Per-series aggregates are computed by `series_agg`, which reproduces
 graphite-web's ``safe*`` helpers over one series' values exactly --
@@ -27,7 +26,7 @@ from cyclone.query.errors import QueryError
 from cyclone.query.evaluator import Context
 from cyclone.query.functions._util import fmt_g
 from cyclone.query.registry import Param, ParamType as T, function
-from cyclone.query.series import SeriesList, stack_rows
+from cyclone.query.series import SeriesList, stack_rows, xff_ok
 
 __all__ = ["series_agg", "rank_order"]
 
@@ -448,3 +447,23 @@ def draw_as_infinite(ctx: Context, series_list: SeriesList) -> SeriesList:
         )
         for s in series_list
     ]
+
+
+@function("removeEmptySeries", group="Filter Series", params=[SERIES_LIST, Param("xFilesFactor", T.float)])
+def remove_empty_series(ctx: Context, series_list: SeriesList, x_files_factor: float | None) -> SeriesList:
+    """Drops the series without any value (with xFilesFactor: whose share of
+    non-null values is below it; default 0).
+
+    ``removeEmptySeries(server*.instance*.threads.busy)``
+    """
+    xff = x_files_factor if x_files_factor is not None else 0.0
+    return [
+        s for s in series_list
+        if len(s) and bool(xff_ok(np.count_nonzero(~np.isnan(s.values)), len(s), xff))
+    ]
+
+
+@function("limit", group="Filter Series", params=[SERIES_LIST, Param("n", T.integer, required=True)])
+def limit(ctx: Context, series_list: SeriesList, n: int) -> SeriesList:
+    """Only the first n series. ``limit(server*.instance*.memory.free,5)``"""
+    return list(series_list[0:n])

@@ -1,12 +1,13 @@
-"""Graphite's "Sorting" functions that order series by an aggregate of their
-values: sortBy, sortByTotal, sortByMaxima, sortByMinima.
-
-(sortByName lives in sorting.py.) Like graphite's ``keyFunc`` sort: a
+"""Graphite's "Sorting" group: sortByName, and the functions that order
+series by an aggregate of their values: sortBy, sortByTotal, sortByMaxima,
+sortByMinima. Like graphite's ``keyFunc`` sort: a
 series whose aggregate is None sorts as -infinity, and the sort is stable
 (ties keep their input order, also in reverse).
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -61,3 +62,30 @@ def sort_by_minima(ctx: Context, series_list: SeriesList) -> SeriesList:
     with np.errstate(invalid="ignore"):
         kept = [s for s, keep in zip(series_list, (maxima > 0).tolist()) if keep]
     return _sorted(kept, "min", False)
+
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+def _natural_key(name: str) -> str:
+    return _DIGITS.sub(lambda m: "{0:010}".format(int(m.group(0))), name)
+
+
+@function(
+    "sortByName",
+    group="Sorting",
+    params=[
+        Param("seriesList", T.seriesList, required=True),
+        Param("natural", T.boolean, default=False),
+        Param("reverse", T.boolean, default=False),
+    ],
+)
+def sort_by_name(ctx: Context, series_list: SeriesList, natural: bool, reverse: bool) -> SeriesList:
+    """Sorts the series by name, alphabetically or (natural=true) with numbers in
+    numeric order: server1, server2, server11 instead of server1, server11, server2.
+
+    ``sortByName(server*.load, true)``
+    """
+    if natural:
+        return sorted(series_list, key=lambda s: _natural_key(s.name), reverse=reverse)
+    return sorted(series_list, key=lambda s: s.name, reverse=reverse)
