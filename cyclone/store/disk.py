@@ -9,6 +9,11 @@ files, directories, descriptors and locking:
   open-file limit leaves: `cyclone.fdlimit`); an evicted descriptor is
   closed once no thread is using it;
 - striped per-key locks, so two threads never touch one file at once;
+- a write to a missing series makes its file by the autocreate rules with
+  one open(O_CREAT) (no failed open first); a file that is empty (a crash
+  between create and header write) gets its header then, like a new one.
+  As with whisper.create, another process may see a header-less file for
+  the moment between the open and the header write;
 - DiskStore re-reads the header on every call (other processes may edit
   files underneath it); CachedDiskStore also caches headers (`file_limit`)
   and directory listings (`directory_limit`), assuming it is the only
