@@ -32,6 +32,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from twisted.internet.protocol import Protocol
+
 from cyclone.series import Points
 from cyclone.stats import Counters
 
@@ -87,18 +89,14 @@ def _clear_stale_unix_socket(path: str, stream: bool) -> None:
         probe.close()
 
 
-def listen_stream(reactor: Any, spec: int | str, factory: Any, what: str) -> Any:
-    """Listen for stream connections on one address; raises ListenError."""
+def _listen(spec: int | str, what: str, open_unix: Any, open_inet: Any) -> Any:
+    """Open one listening port (`open_unix(path)` or `open_inet(host, port)`),
+    turning failures into ListenError; logs where it listens."""
     from twisted.internet.error import CannotListenError
 
     kind, where = parse_listen(spec)
     try:
-        if kind == "unix":
-            _clear_stale_unix_socket(where, stream=True)
-            port = reactor.listenUNIX(where, factory)
-        else:
-            host, portnum = where
-            port = reactor.listenTCP(portnum, factory, backlog=1024, interface=host)
+        port = open_unix(where) if kind == "unix" else open_inet(*where)
     except CannotListenError as e:
         raise ListenError(f"cannot listen for {what} on {describe_listen(spec)}: "
                           f"{_reason(e)}") from None
@@ -106,31 +104,35 @@ def listen_stream(reactor: Any, spec: int | str, factory: Any, what: str) -> Any
         raise ListenError(f"cannot listen for {what} on {describe_listen(spec)}: {e}") from None
     log.info("listening for %s on %s", what, describe_port(port, spec))
     return port
+
+
+def listen_stream(reactor: Any, spec: int | str, factory: Any, what: str) -> Any:
+    """Listen for stream connections on one address; raises ListenError."""
+
+    def unix(path: str) -> Any:
+        _clear_stale_unix_socket(path, stream=True)
+        return reactor.listenUNIX(path, factory)
+
+    return _listen(spec, what, unix,
+                   lambda host, portnum: reactor.listenTCP(portnum, factory, backlog=1024, interface=host))
 
 
 def listen_datagram(reactor: Any, spec: int | str, protocol: Any, what: str) -> Any:
     """Listen for datagrams on one address; raises ListenError."""
-    from twisted.internet.error import CannotListenError
 
-    kind, where = parse_listen(spec)
-    try:
-        if kind == "unix":
-            _clear_stale_unix_socket(where, stream=False)
-            port = reactor.listenUNIXDatagram(where, protocol)
-        else:
-            host, portnum = where
-            port = reactor.listenUDP(portnum, protocol, interface=host, maxPacketSize=65536)
-            try:  # a bigger kernel buffer rides out bursts while the reactor is busy
-                port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-            except OSError:
-                pass
-    except CannotListenError as e:
-        raise ListenError(f"cannot listen for {what} on {describe_listen(spec)}: "
-                          f"{_reason(e)}") from None
-    except OSError as e:
-        raise ListenError(f"cannot listen for {what} on {describe_listen(spec)}: {e}") from None
-    log.info("listening for %s on %s", what, describe_port(port, spec))
-    return port
+    def unix(path: str) -> Any:
+        _clear_stale_unix_socket(path, stream=False)
+        return reactor.listenUNIXDatagram(path, protocol)
+
+    def inet(host: str, portnum: int) -> Any:
+        port = reactor.listenUDP(portnum, protocol, interface=host, maxPacketSize=65536)
+        try:  # a bigger kernel buffer rides out bursts while the reactor is busy
+            port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        except OSError:
+            pass
+        return port
+
+    return _listen(spec, what, unix, inet)
 
 
 def describe_port(port: Any, spec: int | str | None = None) -> str:
@@ -154,6 +156,31 @@ def _reason(e: Exception) -> str:
     if inner is not None:
         return str(inner)
     return str(e)
+
+
+class IngestStreamProtocol(Protocol):
+    """What the line and pickle stream connections share: the peer's name,
+    connection counters, backpressure (the ingest pipeline pauses and resumes
+    it) and shutdown tracking. Subclasses set `ctx` and `counters`."""
+
+    ctx: Any
+    counters: Counters
+
+    def __init__(self) -> None:
+        self.peer = "?"
+        self.last_data = time.monotonic()
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.peer = f"{getattr(peer, 'host', 'unix')}:{getattr(peer, 'port', '')}"
+        self.counters.add_many({"connections": 1, "connections_open": 1})
+        self.ctx.ingest.register_producer(self, self.counters)
+        self.ctx.track_connection(self)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.counters.add("connections_open", -1)
+        self.ctx.ingest.unregister_producer(self)
+        self.ctx.untrack_connection(self)
 
 
 class RateLimitedLog:

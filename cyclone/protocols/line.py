@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol, Factory
 
 from cyclone.protocols.common import (
+    IngestStreamProtocol,
     RateLimitedLog,
     listen_datagram,
     listen_stream,
@@ -222,24 +223,16 @@ class _LineSink:
             self.ctx.ingest.submit(parsed.keys, parsed.ts, parsed.vals, self.counters)
 
 
-class LineStreamProtocol(Protocol):
+class LineStreamProtocol(IngestStreamProtocol):
     """One line-protocol TCP (or unix stream) connection."""
 
     def __init__(self, ctx: Any, sink: _LineSink) -> None:
+        super().__init__()
         self.ctx = ctx
         self.sink = sink
         self.counters = sink.counters
         self._tail = b""
         self._discarding = False
-        self.peer = "?"
-        self.last_data = time.monotonic()
-
-    def connectionMade(self) -> None:
-        peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', 'unix')}:{getattr(peer, 'port', '')}"
-        self.counters.add_many({"connections": 1, "connections_open": 1})
-        self.ctx.ingest.register_producer(self, self.counters)
-        self.ctx.track_connection(self)
 
     def dataReceived(self, data: bytes) -> None:
         self.last_data = time.monotonic()
@@ -277,9 +270,7 @@ class LineStreamProtocol(Protocol):
         if self._tail:
             tail, self._tail = self._tail, b""
             self.sink.process(tail, self.peer)
-        self.counters.add("connections_open", -1)
-        self.ctx.ingest.unregister_producer(self)
-        self.ctx.untrack_connection(self)
+        super().connectionLost(reason)
 
 
 class LineStreamFactory(Factory):

@@ -33,9 +33,9 @@ import time
 from typing import Any
 
 import numpy as np
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 
-from cyclone.protocols.common import RateLimitedLog, listen_stream, shorten
+from cyclone.protocols.common import IngestStreamProtocol, RateLimitedLog, listen_stream, shorten
 
 log = logging.getLogger(__name__)
 
@@ -144,24 +144,16 @@ def _slow(obj: Any, now: int) -> tuple[list[Any], np.ndarray, np.ndarray, int, s
                    bad, problem)
 
 
-class PickleProtocol(Protocol):
+class PickleProtocol(IngestStreamProtocol):
     """One pickle-protocol connection: frames in, batches to the ingest pipeline."""
 
     def __init__(self, ctx: Any, factory: "PickleFactory") -> None:
+        super().__init__()
         self.ctx = ctx
         self.counters = factory.counters
         self.bad_log = factory.bad_log
         self._buf = bytearray()
-        self.peer = "?"
-        self.last_data = time.monotonic()
         self._refused = False
-
-    def connectionMade(self) -> None:
-        peer = self.transport.getPeer()
-        self.peer = f"{getattr(peer, 'host', 'unix')}:{getattr(peer, 'port', '')}"
-        self.counters.add_many({"connections": 1, "connections_open": 1})
-        self.ctx.ingest.register_producer(self, self.counters)
-        self.ctx.track_connection(self)
 
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
@@ -243,9 +235,7 @@ class PickleProtocol(Protocol):
                          self.peer, len(self._buf))
             self.counters.add("bad_frames")
         self._buf = bytearray()
-        self.counters.add("connections_open", -1)
-        self.ctx.ingest.unregister_producer(self)
-        self.ctx.untrack_connection(self)
+        super().connectionLost(reason)
 
 
 class PickleFactory(Factory):

@@ -70,8 +70,9 @@ import re
 import struct
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -1729,85 +1730,81 @@ def setXFilesFactor(path: str, xFilesFactor: float) -> float:
     return _set_aggregation(path, None, xFilesFactor)[1]
 
 
-def merge(path_from: str, path_to: str, time_from: int | None = None, time_to: int | None = None,
-          now: int | None = None) -> None:
-    """whisper.merge: copy each archive's points of path_from into path_to
-    (same layout required), propagating like whisper does."""
+@contextmanager
+def _alike_pair(path_from: str, path_to: str, to_flags: int, verb: str
+                ) -> Iterator[tuple[int, Header, int, Header]]:
+    """(fd, header) of two whisper files with the same archives (whisper's
+    merge/diff precondition), closed afterwards."""
     ffd = os.open(path_from, os.O_RDONLY)
     try:
-        tfd = os.open(path_to, os.O_RDWR)
+        tfd = os.open(path_to, to_flags)
         try:
             hf = read_header(ffd, path_from)
             ht = read_header(tfd, path_to)
             if hf.archives != ht.archives:
                 raise NotImplementedError(
                     "%s and %s archive configurations are unalike. "
-                    "Resize the input before merging" % (path_from, path_to))
-            if now is None:
-                now = int(time.time())
-            until = time_to if time_to is not None else now
-            start = time_from if time_from is not None else 0
-            if until < start:
-                raise ValueError("time_to must be >= time_from")
-            order = sorted(range(len(hf.archives)), key=lambda i: hf.archives[i].retention)
-            for i in order:
-                a = hf.archives[i]
-                a_from = start
-                a_to = until
-                if a_from < now - a.retention:
-                    a_from = now - a.retention
-                if a_to < now - a.retention:
-                    continue
-                f_iv, u_iv, step, values, valid = _archive_fetch(ffd, a, a_from, a_to)
-                n = min(len(values), max(0, -(-(u_iv - f_iv) // step)))
-                valid = valid[:n]
-                if not valid.any():
-                    continue
-                idx = np.flatnonzero(valid)
-                ts = f_iv + idx.astype(np.int64) * step
-                _archive_update(tfd, ht, i, ts, values[idx])
+                    "Resize the input before %s" % (path_from, path_to, verb))
+            yield ffd, hf, tfd, ht
         finally:
             os.close(tfd)
     finally:
         os.close(ffd)
+
+
+def merge(path_from: str, path_to: str, time_from: int | None = None, time_to: int | None = None,
+          now: int | None = None) -> None:
+    """whisper.merge: copy each archive's points of path_from into path_to
+    (same layout required), propagating like whisper does."""
+    with _alike_pair(path_from, path_to, os.O_RDWR, "merging") as (ffd, hf, tfd, ht):
+        if now is None:
+            now = int(time.time())
+        until = time_to if time_to is not None else now
+        start = time_from if time_from is not None else 0
+        if until < start:
+            raise ValueError("time_to must be >= time_from")
+        order = sorted(range(len(hf.archives)), key=lambda i: hf.archives[i].retention)
+        for i in order:
+            a = hf.archives[i]
+            a_from = start
+            a_to = until
+            if a_from < now - a.retention:
+                a_from = now - a.retention
+            if a_to < now - a.retention:
+                continue
+            f_iv, u_iv, step, values, valid = _archive_fetch(ffd, a, a_from, a_to)
+            n = min(len(values), max(0, -(-(u_iv - f_iv) // step)))
+            valid = valid[:n]
+            if not valid.any():
+                continue
+            idx = np.flatnonzero(valid)
+            ts = f_iv + idx.astype(np.int64) * step
+            _archive_update(tfd, ht, i, ts, values[idx])
 
 
 def diff(path_from: str, path_to: str, ignore_empty: bool = False, until_time: int | None = None,
          now: int | None = None) -> list[tuple[int, list, int]]:
     """whisper.diff: [(archive number, [(t, from value, to value) differing], points compared)]."""
-    ffd = os.open(path_from, os.O_RDONLY)
-    try:
-        tfd = os.open(path_to, os.O_RDONLY)
-        try:
-            hf = read_header(ffd, path_from)
-            ht = read_header(tfd, path_to)
-            if hf.archives != ht.archives:
-                raise NotImplementedError(
-                    "%s and %s archive configurations are unalike. "
-                    "Resize the input before diffing" % (path_from, path_to))
-            archives = sorted(hf.archives, key=lambda a: a.retention)
-            if now is None:
-                now = int(time.time())
-            until = until_time if until_time else now
-            out = []
-            for number, a in enumerate(archives):
-                start_t = now - a.retention
-                ff, fu, fs, fv, fok = _archive_fetch(ffd, a, start_t, until)
-                tf, tu, ts_, tv, tok = _archive_fetch(tfd, a, start_t, until)
-                start, end, step = min(ff, tf), max(fu, tu), min(fs, ts_)
-                from_values = _to_list(fv, fok)
-                to_values = _to_list(tv, tok)
-                points = [(s * step + start, from_values[s], to_values[s])
-                          for s in range(0, (end - start) // step)]
-                if ignore_empty:
-                    points = [p for p in points if p[1] is not None and p[2] is not None]
-                else:
-                    points = [p for p in points if p[1] is not None or p[2] is not None]
-                diffs = [p for p in points if p[1] != p[2]]
-                out.append((number, diffs, len(points)))
-                until = min(start_t, until)
-            return out
-        finally:
-            os.close(tfd)
-    finally:
-        os.close(ffd)
+    with _alike_pair(path_from, path_to, os.O_RDONLY, "diffing") as (ffd, hf, tfd, _ht):
+        archives = sorted(hf.archives, key=lambda a: a.retention)
+        if now is None:
+            now = int(time.time())
+        until = until_time if until_time else now
+        out = []
+        for number, a in enumerate(archives):
+            start_t = now - a.retention
+            ff, fu, fs, fv, fok = _archive_fetch(ffd, a, start_t, until)
+            tf, tu, ts_, tv, tok = _archive_fetch(tfd, a, start_t, until)
+            start, end, step = min(ff, tf), max(fu, tu), min(fs, ts_)
+            from_values = _to_list(fv, fok)
+            to_values = _to_list(tv, tok)
+            points = [(s * step + start, from_values[s], to_values[s])
+                      for s in range(0, (end - start) // step)]
+            if ignore_empty:
+                points = [p for p in points if p[1] is not None and p[2] is not None]
+            else:
+                points = [p for p in points if p[1] is not None or p[2] is not None]
+            diffs = [p for p in points if p[1] != p[2]]
+            out.append((number, diffs, len(points)))
+            until = min(start_t, until)
+        return out
