@@ -416,7 +416,7 @@ class DiskStore(Store):
                     # the size was checked when the header was read or the file opened
                     whisper.update_many_fd(fd, header, points.timestamps, points.values,
                                            check_size=False)
-                    return n if n == 1 else len(points), 0
+                    return len(points), 0
                 if n == 1:
                     whisper.delete_points_fd(fd, header, points.timestamps)
                     return 0, 1
