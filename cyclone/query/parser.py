@@ -245,7 +245,9 @@ class _Parser:
         j = m.end()
         while j < self.n and self.text[j].isspace():
             j += 1
-        if j < self.n and self.text[j] == "=":
+        # like graphite's grammar, `name=` with no value after it is not a keyword
+        # argument but a path (tagged-series names contain '=')
+        if j < self.n and self.text[j] == "=" and not self._followed_by_arg_end(j + 1):
             pos = self.i
             self.i = j + 1
             self.skip_ws()

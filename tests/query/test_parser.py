@@ -351,6 +351,8 @@ SAME_AS_GRAPHITE = [
     "template(sumSeries(a.$x), x=2)",
     "countSeries()",
     r"a.b\(c\).d",
+    "sumSeries(a=)",  # no value after "=": a path, not a keyword argument
+    "sumSeries(x, a= )",
 ]
 
 
