@@ -663,13 +663,15 @@ class WriteBufferStore(Store):
         return self.store.read_all(key, local_only)
 
     def find(self, patterns_: list[str], local_only: bool = False) -> dict[str, FindResult]:
-        results = self.store.find(patterns_, local_only)
         if not self.merge_find_patterns:
-            return results
+            return self.store.find(patterns_, local_only)
+        # buffered keys first: a flush that lands between the two looks would
+        # otherwise leave a series in neither
         with self._lock:
             candidates: set[str] = set(self._pending_meta) | set(self._applying_meta)
             for gen in self._generations():
                 candidates.update(gen.ids_of)
+        results = self.store.find(patterns_, local_only)
         if not candidates:
             return results
         for pattern in patterns_:

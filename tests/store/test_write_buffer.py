@@ -65,6 +65,29 @@ def test_reads_and_finds_see_buffered_points_before_disk(tmp_path, rules):
     wb.close()
 
 
+def test_find_sees_a_series_whose_flush_lands_during_the_find(tmp_path, rules):
+    # the disk listing misses the series, then the flush moves it out of the buffer
+    # before the buffer is looked at: it must still be found
+    class FlushAfterListing(CachedDiskStore):
+        def find(self, patterns_, local_only=False):
+            results = super().find(patterns_, local_only)
+            if patterns_ == ["race.*"]:
+                assert results["race.*"].results == []   # the race is really exercised
+                assert wb.flush(timeout=30)
+            return results
+
+    disk = FlushAfterListing(str(tmp_path / "data"), rules)
+    # one write batch every 4 s: the first goes at once, the race.a batch waits
+    wb = WriteBufferStore(disk, rules, max_write_batches_per_second=0.25)
+    t = now_aligned()
+    wb.write({"first.key": pts([(t, 1.0)])})
+    assert wb.flush(timeout=30)
+    wb.write({"race.a": pts([(t, 1.0)])})
+    assert wb.find(["race.*"])["race.*"].results == ["race.a"]
+    assert os.path.exists(os.path.join(disk.directory, "race", "a.wsp"))
+    wb.close()
+
+
 def test_refuses_keys_without_rule_and_invalid_keys(tmp_path):
     rules = AutocreateRules([["ok.**", "60:1d", 0, "average"]])
     wb, disk = make(tmp_path, rules)
