@@ -15,7 +15,12 @@ frames of 500 datapoints like carbon-relay sends. Measured:
 - CPU seconds (user+system, and the system part alone) of the server
   process during the run, and its peak RSS (VmHWM), via psutil / procfs.
   File creation is mostly kernel time: on a disk where creating an inode is
-  slow, the kernel column shows it for both servers.
+  slow, the kernel column shows it for both servers. Every run's files stay
+  until the bench ends, because on ext4 without a journal creating files
+  within ~30 s of deleting many costs up to 1 ms each (the kernel skips
+  recently deleted inodes one by one); start the bench at least 30 s after
+  deleting a large tree. Cyclone's modules are byte-compiled first, as
+  pip did for carbon's.
 
 Both servers use the same retention (60s:1d, one archive) and the same
 key layout (bench.g<N>.s<M>, 1,000 series per directory).
@@ -29,6 +34,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import pickle
@@ -340,7 +346,6 @@ def run_one(system: str, protocol: str, shape: tuple[int, int], payloads: dict, 
         rss = server.peak_rss()
     finally:
         server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
     return Result(system, protocol, f"{n_series:,} x {n_points}", load.total, accept, persist, cpu, sys_cpu,
                   rss, complete)
 
@@ -381,7 +386,21 @@ def main() -> int:
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
     if args.quick:
         shapes = [(max(1, s // 10), p) for s, p in shapes]
-    tmp = Path(args.tmp or tempfile.gettempdir())
+    # carbon's modules were byte-compiled by pip; ours, installed editable, may not
+    # be (PYTHONDONTWRITEBYTECODE): compiling from source costs memory at startup
+    for package in (REPO / "cyclone", REPO / "thrift" / "gen-py"):
+        compileall.compile_dir(str(package), quiet=1)
+    # every run's data stays until the end: on ext4 without a journal, creating a
+    # file right after many deletes scans the recently deleted inodes (30 s), so a
+    # run that followed the previous run's cleanup would pay for it
+    tmp = Path(tempfile.mkdtemp(prefix="ingest-bench-", dir=args.tmp or tempfile.gettempdir()))
+    try:
+        return run_all(args, systems, shapes, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_all(args: argparse.Namespace, systems: list[str], shapes: list[tuple[int, int]], tmp: Path) -> int:
     results: list[Result] = []
     t_start = time.time()
     for shape in shapes:
