@@ -317,6 +317,71 @@ def test_writes_and_fetches_match_whisper(workdir, sc, data):
     os.unlink(pb)
 
 
+@st.composite
+def first_writes(draw):
+    """A layout and the first batch a new series gets, ascending with unique
+    timestamps as the disk store hands it over: mostly one run of intervals
+    (the fast path), sometimes gaps, old or future points, more than a ring."""
+    layout = draw(layouts())
+    spp0, pts0 = layout[0]
+    maxret = max(s * p for s, p in layout)
+    now = 1_000_000_000 + draw(st.integers(0, 700_000_000)) if draw(st.integers(0, 9)) else \
+        draw(st.integers(0, 3 * spp0))  # a tiny "now" reaches interval 0
+    kind = draw(st.sampled_from(["run", "run", "run", "sub", "random"]))
+    if kind == "random":
+        ts = [now - draw(st.integers(-2 * spp0, int(maxret * 1.2)))
+              for _ in range(draw(st.integers(1, 40)))]
+    else:
+        count = draw(st.integers(1, pts0 + 2 if draw(st.booleans()) else 70))
+        newest_age = draw(st.integers(-spp0, spp0 * pts0 + spp0))
+        step = spp0 if kind == "run" else max(1, spp0 // draw(st.sampled_from([2, 3])))
+        ts = [now - newest_age - i * step for i in range(count)]
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    pts = {max(t, 0): rng.choice([1.0, -0.0, 2.5, rng.uniform(-1e6, 1e6)]) for t in ts}
+    return layout, draw(st.sampled_from(AGGS)), draw(xffs), now, sorted(pts.items())
+
+
+@settings(max_examples=max(200, EXAMPLES // 2), **FAST)
+@given(fw=first_writes())
+def test_create_with_points_matches_whisper_create_then_update_many(workdir, fw):
+    layout, agg, xff, now, pts = fw
+    pa, pb = fresh_paths(workdir)
+    with tracking(layout):
+        W.create(pa, list(layout), xff, agg)
+        expect = outcome(W.update_many, pa, pts, now=now)
+        assume(not _Tracked.overflow)
+    ts = np.array([t for t, _ in pts], dtype=np.int64)
+    vs = np.array([v for _, v in pts], dtype=np.float64)
+    fd = os.open(pb, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        header, written = C.create_with_points_fd(fd, layout, xff, agg, ts, vs, now)
+        got = None if written else outcome(C.update_many_fd, fd, header, ts, vs, now, False)
+    finally:
+        os.close(fd)
+    assert got == expect
+    assert read(pb) == read(pa)
+    os.unlink(pa)
+    os.unlink(pb)
+
+
+@pytest.mark.parametrize("layout", [[(60, 1440)], [(10, 60), (60, 60), (600, 10)]])
+@pytest.mark.parametrize("count", [1, 5, 40])
+def test_create_with_points_writes_a_first_run_with_the_header(tmp_path, layout, count):
+    now = 1_700_000_000
+    pts = [(now - 30 - i * layout[0][0], float(i)) for i in range(count)][::-1]
+    pa, pb = str(tmp_path / "a.wsp"), str(tmp_path / "b.wsp")
+    W.create(pa, layout, 0.1, "average")
+    W.update_many(pa, pts, now=now)
+    fd = os.open(pb, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _, written = C.create_with_points_fd(fd, layout, 0.1, "average",
+                                             np.array([t for t, _ in pts]), np.array([v for _, v in pts]), now)
+    finally:
+        os.close(fd)
+    assert written
+    assert read(pb) == read(pa)
+
+
 @settings(max_examples=max(120, EXAMPLES // 4), **FAST)
 @given(sc=scenarios(max_ops=3), data=st.data())
 def test_merge_and_diff_match_whisper(workdir, sc, data):

@@ -132,15 +132,17 @@ class DiskStore(Store):
         if handle.users == 0:
             os.close(handle.fd)
 
-    def _series_handle(self, key: str, path: str, create: bool = False) -> tuple[_Handle, whisper.Header]:
-        """(descriptor handle, header) of a series; caller holds the key lock and
-        releases the handle with `_release_fd`.
+    def _series_handle(self, key: str, path: str, create: bool = False,
+                       first_points: Points | None = None) -> tuple[_Handle, whisper.Header, bool]:
+        """(descriptor handle, header, points written) of a series; caller holds
+        the key lock and releases the handle with `_release_fd`.
 
         With `create`, a missing series is made by the first matching
         autocreate rule (CycloneError if none matches); otherwise a missing
-        series raises FileNotFoundError. The file's size is checked against
-        its header when the header is read or the file opened, not on every
-        call.
+        series raises FileNotFoundError. A series made here may get
+        `first_points` (ascending) in the same write as its header: then
+        "points written" is True. The file's size is checked against its
+        header when the header is read or the file opened, not on every call.
         """
         with self._fd_lock:
             handle = self._fds.get(key)
@@ -149,7 +151,7 @@ class DiskStore(Store):
         if handle is not None:
             self.stats_counters.add("fd_cache_hits")
             try:
-                return handle, self._header(key, handle.fd, path)
+                return handle, self._header(key, handle.fd, path), False
             except whisper.CorruptWhisperFile:
                 self._release_fd(handle)
                 self._forget(key)
@@ -158,7 +160,7 @@ class DiskStore(Store):
                 self._release_fd(handle)
                 raise
         self.stats_counters.add("fd_cache_misses")
-        fd, header = self._open_file(key, path, create)
+        fd, header, written = self._open_file(key, path, create, first_points)
         handle = _Handle(fd)
         handle.users = 1
         with self._fd_lock:
@@ -166,10 +168,12 @@ class DiskStore(Store):
             if old is not None:
                 self._retire(old)
             self._fds[key] = handle
-        return handle, header
+        return handle, header, written
 
-    def _open_file(self, key: str, path: str, create: bool) -> tuple[int, whisper.Header]:
-        """Open a series file (making it if `create` and a rule matches): (fd, header)."""
+    def _open_file(self, key: str, path: str, create: bool,
+                   first_points: Points | None = None) -> tuple[int, whisper.Header, bool]:
+        """Open a series file (making it if `create` and a rule matches):
+        (fd, header, whether `first_points` went into a new file with its header)."""
         metadata = self.autocreate.metadata_for(key) if create else None
         if metadata is None:
             try:
@@ -190,12 +194,20 @@ class DiskStore(Store):
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
                 made_dirs = True
+        written = False
         try:
             if metadata is not None and os.fstat(fd).st_size == 0:
-                header = whisper.create_fd(fd, metadata.archive_tuples(), metadata.x_files_factor,
-                                           metadata.agg_method)
+                try:
+                    if first_points is None:
+                        header = whisper.create_fd(fd, metadata.archive_tuples(), metadata.x_files_factor,
+                                                   metadata.agg_method)
+                    else:
+                        header, written = whisper.create_with_points_fd(
+                            fd, metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method,
+                            first_points.timestamps, first_points.values)
+                finally:
+                    self._series_created(key, made_dirs)  # the file exists, whatever went wrong
                 self._remember_header(key, header)
-                self._series_created(key, made_dirs)
             else:
                 header = self._opened_header(key, fd, path)
         except BaseException as e:
@@ -203,7 +215,7 @@ class DiskStore(Store):
             if isinstance(e, whisper.CorruptWhisperFile):
                 self._forget_header(key)
             raise
-        return fd, header
+        return fd, header, written
 
     def _series_created(self, key: str, made_dirs: bool) -> None:
         self.stats_counters.add("series_created")
@@ -281,7 +293,7 @@ class DiskStore(Store):
     def _open_series(self, key: str, path: str,
                      create: bool = False) -> Iterator[tuple[int, whisper.Header]]:
         """Yield (fd, header) of a series; caller holds the key lock (see `_series_handle`)."""
-        handle, header = self._series_handle(key, path, create)
+        handle, header, _ = self._series_handle(key, path, create)
         try:
             yield handle.fd, header
         finally:
@@ -409,8 +421,11 @@ class DiskStore(Store):
         else:
             has_nan = math.isnan(points.values[0])
         with self._key_locks[hash(key) % LOCK_STRIPES]:
-            handle, header = self._series_handle(key, path, create=True)
+            handle, header, written = self._series_handle(key, path, create=True,
+                                                          first_points=None if has_nan else points)
             try:
+                if written:
+                    return len(points), 0
                 fd = handle.fd
                 if not has_nan:
                     # the size was checked when the header was read or the file opened

@@ -85,7 +85,8 @@ __all__ = [
     "parseRetentionDef", "validateArchiveList", "create", "info", "update",
     "update_many", "fetch", "setAggregationMethod", "setXFilesFactor", "merge",
     "diff", "resize",
-    "read_header", "build_header", "create_fd", "update_many_fd", "update_fd",
+    "read_header", "build_header", "create_fd", "create_with_points_fd", "update_many_fd",
+    "update_fd",
     "fetch_fd", "read_archive_fd", "read_all_fd", "delete_points_fd",
     "resample_fd", "aggregation_id",
 ]
@@ -1068,6 +1069,11 @@ def _write_one(fd: int, header: Header, ai: int, interval: int, value: float) ->
     os.pwrite(fd, _POINT.pack(interval, value), a.offset + slot * POINT_SIZE)
     if slot == 0:
         base = interval
+    _propagate_point(fd, header, ai, interval, base)
+
+
+def _propagate_point(fd: int, header: Header, ai: int, interval: int, base: int) -> None:
+    """Propagate one interval written to archive ai (whose base is `base`) down the chain."""
     hi = ai
     for lo in range(ai + 1, len(header.archives)):
         base = _propagate_one(fd, header, hi, lo, interval, base)
@@ -1149,6 +1155,79 @@ def create_fd(fd: int, archive_list: Iterable[Sequence[int]], x_files_factor: fl
         header, data = build_header(archive_list, x_files_factor, aggregation_method)
     _write_new(fd, header, data, sparse, False)
     return header
+
+
+def create_with_points_fd(fd: int, archive_list: Iterable[Sequence[int]], x_files_factor: float,
+                          aggregation_method: int | str, timestamps: np.ndarray, values: np.ndarray,
+                          now: int | None = None) -> tuple[Header, bool]:
+    """create_fd, writing the points with the header when they are the usual
+    first write of a series: one run of intervals that archive 0 takes from
+    slot 0 (header and points in one write, then propagation). Returns
+    (header, written); not written (a gap, a point outside archive 0, more
+    than a ring, interval 0, unsorted input): the file has its header only and
+    the caller writes the points with update_many_fd. Either way the bytes are
+    those of create + update_many.
+    """
+    layout = tuple((int(p), int(n)) for p, n in archive_list)
+    header, data = _cached_layout(layout, x_files_factor, aggregation_method)
+    if now is None:
+        now = int(time.time())
+    run = _fresh_run(header.archives[0], np.asarray(timestamps, dtype=np.int64),
+                     np.asarray(values, dtype=np.float64), int(now))
+    if run is None:
+        _write_new(fd, header, data, True, False)
+        return header, False
+    records, intervals = run
+    os.pwrite(fd, data + records, 0)  # archive 0 starts right after the header
+    os.ftruncate(fd, header.file_size)
+    if len(header.archives) > 1:
+        first = int(intervals[0])
+        if len(intervals) == 1:
+            _propagate_point(fd, header, 0, first, first)
+        else:
+            _propagate_chain(fd, header, 0, np.asarray(intervals, dtype=np.int64), True, first)
+    return header, True
+
+
+def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray,
+               now: int) -> tuple[bytes, list[int] | np.ndarray] | None:
+    """(records, intervals) of points that an empty archive `a` (archive 0) stores
+    as one run from slot 0, as update_many would; None if they do not form one."""
+    n = len(ts)
+    step = a.seconds_per_point
+    if n == 0 or int(ts[0]) < now - a.retention:
+        return None
+    if n == 1:
+        t = int(ts[0])
+        iv = t - t % step
+        if not 0 < iv <= _U32_MAX:
+            return None
+        return _POINT.pack(iv, float(vals[0])), [iv]
+    if not strictly_ascending(ts):
+        return None
+    if n <= SMALL_BATCH:
+        al = [t - t % step for t in ts.tolist()]
+        vl = vals.tolist()
+        if not all(map(operator.lt, al, al[1:])):  # the newest point of an interval wins
+            last = [i for i in range(n - 1) if al[i] != al[i + 1]]
+            last.append(n - 1)
+            al = [al[i] for i in last]
+            vl = [vl[i] for i in last]
+        m = len(al)
+        if al[-1] - al[0] != (m - 1) * step or al[0] <= 0 or al[-1] > _U32_MAX or m > a.points:
+            return None
+        return _pack_run(al, vl), al
+    aligned = ts - ts % step
+    keep = aligned[:-1] != aligned[1:]
+    if not keep.all():
+        keep = np.append(keep, True)
+        aligned = aligned[keep]
+        vals = vals[keep]
+    m = len(aligned)
+    first, last = int(aligned[0]), int(aligned[-1])
+    if last - first != (m - 1) * step or first <= 0 or last > _U32_MAX or m > a.points:
+        return None
+    return _pack(aligned, vals).tobytes(), aligned
 
 
 @functools.lru_cache(maxsize=256)
