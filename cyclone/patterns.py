@@ -215,7 +215,7 @@ def key_to_path(root: str, key: str) -> str:
     joined path would not be under `root`.
     """
     base = _normalized_root(os.fspath(root))
-    path = os.path.join(base, key_to_relpath(key))
+    path = base + key_to_relpath(key) if base.endswith(os.sep) else base + os.sep + key_to_relpath(key)
     # check_key already refuses '/', '..' and NUL; normpath is the cheap belt-and-braces check
     if os.path.normpath(path) != path or not path.startswith(base + os.sep):
         raise InvalidKeyError(f"invalid key {_shown(key)}: its path would leave the data directory")
@@ -614,6 +614,8 @@ def compile_pattern(pattern: str) -> Callable[[str], bool]:
     InvalidPatternError for malformed patterns.
     """
     check_pattern(pattern, allow_globstar_anywhere=True)
+    if pattern == "**":  # the usual catch-all autocreate rule
+        return bool
     if not is_pattern(pattern):
         return functools.partial(operator.eq, pattern)
     literals = _literal_expansion(pattern)

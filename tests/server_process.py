@@ -45,16 +45,26 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     raise RuntimeError("no free port")
 
 
+def distinct_free_ports(n: int) -> list[int]:
+    """n different free ports (free_port alone may hand out a port twice in a row)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def base_config(data_dir: Path, rules: list | None = None, **overrides: Any) -> dict[str, Any]:
-    line = free_port()
+    line, pickle_, shell, http, thrift = distinct_free_ports(5)
     cfg: dict[str, Any] = {
         "hostname": "testhost",
         "line_stream_listen": [f"127.0.0.1:{line}"],
         "line_datagram_listen": [f"127.0.0.1:{line}"],
-        "pickle_listen": [f"127.0.0.1:{free_port()}"],
-        "shell_listen": [f"127.0.0.1:{free_port()}"],
-        "http_listen": [f"127.0.0.1:{free_port()}"],
-        "thrift_port": f"127.0.0.1:{free_port()}",
+        "pickle_listen": [f"127.0.0.1:{pickle_}"],
+        "shell_listen": [f"127.0.0.1:{shell}"],
+        "http_listen": [f"127.0.0.1:{http}"],
+        "thrift_port": f"127.0.0.1:{thrift}",
         "store_threads": 4,
         "stats_report_usecs": 0,
         "log_level": 1,
@@ -109,6 +119,10 @@ class ShellClient:
         self.close()
 
 
+class PortTaken(RuntimeError):
+    """The server could not bind a port picked for it."""
+
+
 class CycloneProcess:
     """A Cyclone server subprocess with helpers for its protocols and files."""
 
@@ -117,12 +131,17 @@ class CycloneProcess:
         self.tmp_path = Path(tmp_path)
         self.tmp_path.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.tmp_path / "data"
+        # ports picked here may be taken by someone else before the server binds them:
+        # start() then picks new ones (only for configs made here)
+        self._remake_config = None if config is not None else (lambda: base_config(self.data_dir, rules,
+                                                                                   **overrides))
         self.config = config if config is not None else base_config(self.data_dir, rules, **overrides)
         self.config_path = self.tmp_path / "cyclone.conf.json"
         self.write_config()
         self.proc: subprocess.Popen | None = None
         self.log_path = self.tmp_path / "server.log"
         self._log: Any = None
+        self._log_start = 0  # where this start's output begins in the log
         self.returncode: int | None = None
 
     def write_config(self, config: dict[str, Any] | None = None) -> None:
@@ -157,7 +176,18 @@ class CycloneProcess:
 
     # lifecycle
     def start(self, timeout: float = 30.0, wait: bool = True) -> "CycloneProcess":
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout, wait)
+            except PortTaken:
+                if self._remake_config is None or attempt == 2:
+                    raise
+                self.write_config(self._remake_config())
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float, wait: bool) -> "CycloneProcess":
         self._log = open(self.log_path, "ab")
+        self._log_start = self.log_path.stat().st_size
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen([PYTHON, "-m", "cyclone", str(self.config_path)],
@@ -169,15 +199,15 @@ class CycloneProcess:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Wait until every configured TCP listener accepts connections (HTTP and
-        Thrift, opened last, included)."""
+        Thrift, opened last, included) and, when it logs at info level, the
+        server said it is ready (a port someone else holds also accepts)."""
         deadline = time.monotonic() + timeout
         pending = [_port(spec) for name in ("line_stream_listen", "pickle_listen", "shell_listen", "http_listen")
                    for spec in self.config.get(name, [])[:1] if "/" not in str(spec)]
         if self.config.get("thrift_port") and "/" not in str(self.config["thrift_port"]):
             pending.append(_port(self.config["thrift_port"]))
         while pending:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
+            self._check_running()
             try:
                 socket.create_connection(("127.0.0.1", pending[0]), timeout=1).close()
                 pending.pop(0)
@@ -188,6 +218,22 @@ class CycloneProcess:
                 self.kill()
                 raise RuntimeError(f"server not ready within {timeout} s:\n{self.output()}")
             time.sleep(0.05)
+        if self.config.get("log_level", 1) <= 1:
+            while "cyclone ready" not in self.output()[self._log_start:]:
+                self._check_running()
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError(f"server not ready within {timeout} s:\n{self.output()}")
+                time.sleep(0.05)
+
+    def _check_running(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            self.returncode = self.proc.returncode
+            self._close_log()
+            out = self.output()
+            if "address already in use" in out[self._log_start:].lower():
+                raise PortTaken(out)
+            raise RuntimeError(f"server exited with {self.proc.returncode}:\n{out}")
 
     def output(self) -> str:
         try:

@@ -46,6 +46,7 @@ from thrift.transport import TTransport
 from twisted.internet import protocol
 
 from cyclone import thrift_convert as C
+from cyclone.protocols.common import listen_stream
 from cyclone.series import CycloneError, DeleteResult, Error, FindResult, ReadAllResult, ReadResult
 from cyclone.stats import Counters
 from cyclone_if import Cyclone
@@ -536,26 +537,6 @@ class ThriftFactory(protocol.ServerFactory):
         return deferToThreadPool(self.ctx.reactor, self.ctx.threadpool, fn, *args)
 
 
-def parse_listen(spec: Any) -> tuple[str, Any, str]:
-    """A listen spec -> ("tcp", port, interface) or ("unix", path, "")."""
-    if isinstance(spec, int) and not isinstance(spec, bool):
-        return "tcp", spec, ""
-    if isinstance(spec, str):
-        if "/" in spec:
-            return "unix", spec, ""
-        host, sep, port = spec.rpartition(":")
-        if sep and port.isdigit():
-            return "tcp", int(port), host.strip("[]")
-    raise ValueError(f"bad listen address {spec!r} (a port, \"addr:port\" or a unix socket path)")
-
-
-def listen(reactor: Any, spec: Any, factory: protocol.ServerFactory) -> Any:
-    kind, where, interface = parse_listen(spec)
-    if kind == "unix":
-        return reactor.listenUNIX(where, factory)
-    return reactor.listenTCP(where, factory, interface=interface)
-
-
 def start_listeners(ctx: Any) -> list[Any]:
     """Listen on `thrift_port` (a port, "addr:port" or unix path; a list of them
     is accepted too). Returns the listening ports."""
@@ -563,9 +544,4 @@ def start_listeners(ctx: Any) -> list[Any]:
     specs: Iterable[Any] = spec if isinstance(spec, list) else ([] if spec in (None, "") else [spec])
     max_frame = getattr(ctx.config, "max_thrift_frame_bytes", None) or DEFAULT_MAX_FRAME_BYTES
     factory = ThriftFactory(ctx, max_frame)
-    ports = []
-    for s in specs:
-        port = listen(ctx.reactor, s, factory)
-        log.info("thrift: listening on %s", s)
-        ports.append(port)
-    return ports
+    return [listen_stream(ctx.reactor, s, factory, "thrift") for s in specs]

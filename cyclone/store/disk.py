@@ -58,10 +58,11 @@ LOCK_STRIPES = 1024
 class _Handle:
     """An open descriptor shared by threads; closed when retired and unused."""
 
-    __slots__ = ("fd", "users", "retired")
+    __slots__ = ("fd", "header", "users", "retired")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, header: whisper.Header) -> None:
         self.fd = fd
+        self.header = header  # as read or written when the file was opened
         self.users = 0
         self.retired = False
 
@@ -132,7 +133,7 @@ class DiskStore(Store):
         if handle.users == 0:
             os.close(handle.fd)
 
-    def _series_handle(self, key: str, path: str, create: bool = False,
+    def _series_handle(self, key: str, path: str | None, create: bool = False,
                        first_points: Points | None = None) -> tuple[_Handle, whisper.Header, bool]:
         """(descriptor handle, header, points written) of a series; caller holds
         the key lock and releases the handle with `_release_fd`.
@@ -143,6 +144,7 @@ class DiskStore(Store):
         `first_points` (ascending) in the same write as its header: then
         "points written" is True. The file's size is checked against its
         header when the header is read or the file opened, not on every call.
+        `path` (None: from the key) is only needed when the file is not open.
         """
         with self._fd_lock:
             handle = self._fds.get(key)
@@ -151,7 +153,7 @@ class DiskStore(Store):
         if handle is not None:
             self.stats_counters.add("fd_cache_hits")
             try:
-                return handle, self._header(key, handle.fd, path), False
+                return handle, self._open_header(key, handle), False
             except whisper.CorruptWhisperFile:
                 self._release_fd(handle)
                 self._forget(key)
@@ -160,8 +162,10 @@ class DiskStore(Store):
                 self._release_fd(handle)
                 raise
         self.stats_counters.add("fd_cache_misses")
+        if path is None:
+            path = self._path(key)
         fd, header, written = self._open_file(key, path, create, first_points)
-        handle = _Handle(fd)
+        handle = _Handle(fd, header)
         handle.users = 1
         with self._fd_lock:
             old = self._fds.pop(key, None)
@@ -196,7 +200,8 @@ class DiskStore(Store):
                 made_dirs = True
         written = False
         try:
-            if metadata is not None and os.fstat(fd).st_size == 0:
+            size = os.fstat(fd).st_size if metadata is not None else None
+            if size == 0:
                 try:
                     if first_points is None:
                         header = whisper.create_fd(fd, metadata.archive_tuples(), metadata.x_files_factor,
@@ -209,7 +214,7 @@ class DiskStore(Store):
                     self._series_created(key, made_dirs)  # the file exists, whatever went wrong
                 self._remember_header(key, header)
             else:
-                header = self._opened_header(key, fd, path)
+                header = self._opened_header(key, fd, path, size)
         except BaseException as e:
             os.close(fd)
             if isinstance(e, whisper.CorruptWhisperFile):
@@ -245,8 +250,12 @@ class DiskStore(Store):
         """The header of an open series (DiskStore: re-read, size-checked, every call)."""
         return whisper.read_header(fd, path)
 
-    def _opened_header(self, key: str, fd: int, path: str) -> whisper.Header:
-        """The header of a just-opened file, checked against the file's size."""
+    def _open_header(self, key: str, handle: _Handle) -> whisper.Header:
+        """The header of a series whose file is open in the fd cache."""
+        return self._header(key, handle.fd, self._path(key))
+
+    def _opened_header(self, key: str, fd: int, path: str, size: int | None = None) -> whisper.Header:
+        """The header of a just-opened file, checked against the file's size (if known: `size`)."""
         return whisper.read_header(fd, path)
 
     def _remember_header(self, key: str, header: whisper.Header) -> None:
@@ -316,7 +325,7 @@ class DiskStore(Store):
             os.close(fd)
             os.unlink(path)
             raise
-        handle = _Handle(fd)
+        handle = _Handle(fd, header)
         with self._fd_lock:
             old = self._fds.pop(key, None)
             if old is not None:
@@ -413,7 +422,6 @@ class DiskStore(Store):
         n = len(points)
         if n == 0:
             return 0, 0
-        path = self._path(key)
         if n > 1:
             points = dedupe_last_wins(points)
             nan = np.isnan(points.values)
@@ -421,7 +429,7 @@ class DiskStore(Store):
         else:
             has_nan = math.isnan(points.values[0])
         with self._key_locks[hash(key) % LOCK_STRIPES]:
-            handle, header, written = self._series_handle(key, path, create=True,
+            handle, header, written = self._series_handle(key, None, create=True,
                                                           first_points=None if has_nan else points)
             try:
                 if written:
@@ -725,13 +733,17 @@ class CachedDiskStore(DiskStore):
         self._remember_header(key, header)
         return header
 
-    def _opened_header(self, key: str, fd: int, path: str) -> whisper.Header:
+    def _open_header(self, key: str, handle: _Handle) -> whisper.Header:
+        # every change of a series' header replaces its handle (see _forget)
+        return handle.header
+
+    def _opened_header(self, key: str, fd: int, path: str, size: int | None = None) -> whisper.Header:
         with self._cache_lock:
             header = self._headers.get(key)
         if header is None:
             return self._header(key, fd, path)
         self.stats_counters.add("header_cache_hits")
-        whisper.check_file_size(fd, header)
+        whisper.check_file_size(fd, header, size)
         return header
 
     def _remember_header(self, key: str, header: whisper.Header) -> None:

@@ -955,9 +955,11 @@ def _small_archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals
     return True
 
 
-def check_file_size(fd: int, header: Header) -> None:
-    """Refuse to write into a file shorter than its (possibly cached) header says."""
-    size = os.fstat(fd).st_size
+def check_file_size(fd: int, header: Header, size: int | None = None) -> None:
+    """Refuse to write into a file shorter than its (possibly cached) header says
+    (`size`: the file's size if the caller just took it)."""
+    if size is None:
+        size = os.fstat(fd).st_size
     if size < header.file_size:
         raise CorruptWhisperFile("truncated archive: file is %d bytes, archives need %d"
                                  % (size, header.file_size), _fd_name(fd))
