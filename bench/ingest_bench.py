@@ -28,7 +28,8 @@ key layout (bench.g<N>.s<M>, 1,000 series per directory).
 Usage:
   .venv/bin/python bench/ingest_bench.py            # full run (~5-10 min on 2 cores)
   .venv/bin/python bench/ingest_bench.py --quick    # a tenth of the points
-  options: --only cyclone|carbon, --protocols line,pickle, --shapes 10000x10,...
+  options: --only cyclone|carbon, --protocols line,pickle, --shapes 10000x10,...,
+           --write-threads N, --tmp DIR
 """
 
 from __future__ import annotations
@@ -218,6 +219,7 @@ class Server:
 
 class CycloneServer(Server):
     name = "cyclone"
+    write_threads = 2  # the shipped cyclone.conf.json's num_write_threads; --write-threads
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         cfg = {
@@ -230,7 +232,7 @@ class CycloneServer(Server):
             "thrift_port": f"127.0.0.1:{free_port()}",
             "log_level": 2,
             "store_config": {"type": "query", "substore": {
-                "type": "write_buffer", "num_write_threads": 2, "batch_size": 1000,
+                "type": "write_buffer", "num_write_threads": self.write_threads, "batch_size": 1000,
                 "substore": {"type": "cached_disk", "directory": str(self.data_dir)}}},
             "autocreate_rules": [["**", "60:1d", 0.5, "average"]],
         }
@@ -378,7 +380,10 @@ def main() -> int:
                     help="comma-separated SERIESxPOINTS")
     ap.add_argument("--timeout", type=float, default=240, help="seconds to wait for the disk per run")
     ap.add_argument("--tmp", default=None, help="directory for the data (default: system temp)")
+    ap.add_argument("--write-threads", type=int, default=CycloneServer.write_threads,
+                    help="Cyclone's write_buffer num_write_threads")
     args = ap.parse_args()
+    CycloneServer.write_threads = args.write_threads
     if args.only != "cyclone" and not CARBON_CACHE.exists():
         print(f"carbon-cache.py not found at {CARBON_CACHE} (pip install carbon==1.1.10)", file=sys.stderr)
         return 2
