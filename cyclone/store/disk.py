@@ -12,12 +12,15 @@ files, directories, descriptors and locking:
 - a write to a missing series makes its file by the autocreate rules with
   one open(O_CREAT) (no failed open first); a file that is empty (a crash
   between create and header write) gets its header then, like a new one.
-  As with whisper.create, another process may see a header-less file for
-  the moment between the open and the header write;
+  The first points usually go in the same write as the header
+  (`whisper.create_with_points_fd`). As with whisper.create, another
+  process may see a header-less file for the moment between the open and
+  the header write;
 - DiskStore re-reads the header on every call (other processes may edit
-  files underneath it); CachedDiskStore also caches headers (`file_limit`)
-  and directory listings (`directory_limit`), assuming it is the only
-  writer of its directory.
+  files underneath it); CachedDiskStore keeps the header of an open file
+  with its descriptor, caches headers of closed ones (`file_limit`) and
+  directory listings (`directory_limit`), assuming it is the only writer
+  of its directory.
 """
 
 from __future__ import annotations
