@@ -160,7 +160,14 @@ class Checker:
                     and np.array_equal(got["v"], s * 0.25 + self.offsets))
 
     def sweep(self) -> int:
-        self.remaining = [s for s in self.remaining if not self.complete(s)]
+        """Drop complete series from the front of `remaining`, stopping at the first
+        incomplete one: a sweep reads what it finds complete plus one file, not
+        every incomplete file again (that would steal the CPU being measured)."""
+        rem = self.remaining
+        done = 0
+        while done < len(rem) and self.complete(rem[done]):
+            done += 1
+        self.remaining = rem[done:]
         return len(self.remaining)
 
 
