@@ -374,8 +374,9 @@ def test_create_with_points_writes_a_first_run_with_the_header(tmp_path, layout,
     W.update_many(pa, pts, now=now)
     fd = os.open(pb, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        _, written = C.create_with_points_fd(fd, layout, 0.1, "average",
-                                             np.array([t for t, _ in pts]), np.array([v for _, v in pts]), now)
+        ts = np.array([t for t, _ in pts])
+        vs = np.array([v for _, v in pts])
+        _, written = C.create_with_points_fd(fd, layout, 0.1, "average", ts, vs, now)
     finally:
         os.close(fd)
     assert written
