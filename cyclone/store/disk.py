@@ -156,7 +156,7 @@ class DiskStore(Store):
         if handle is not None:
             self.stats_counters.add("fd_cache_hits")
             try:
-                return handle, self._open_header(key, handle), False
+                return handle, self._fd_cache_hit_header(key, handle), False
             except whisper.CorruptWhisperFile:
                 self._release_fd(handle)
                 self._forget(key)
@@ -253,7 +253,7 @@ class DiskStore(Store):
         """The header of an open series (DiskStore: re-read, size-checked, every call)."""
         return whisper.read_header(fd, path)
 
-    def _open_header(self, key: str, handle: _Handle) -> whisper.Header:
+    def _fd_cache_hit_header(self, key: str, handle: _Handle) -> whisper.Header:
         """The header of a series whose file is open in the fd cache."""
         return self._header(key, handle.fd, self._path(key))
 
@@ -736,7 +736,7 @@ class CachedDiskStore(DiskStore):
         self._remember_header(key, header)
         return header
 
-    def _open_header(self, key: str, handle: _Handle) -> whisper.Header:
+    def _fd_cache_hit_header(self, key: str, handle: _Handle) -> whisper.Header:
         # every change of a series' header replaces its handle (see _forget)
         return handle.header
 
