@@ -504,6 +504,31 @@ def _pack_run(aligned: list[int], vals: list[float]) -> bytes:
     return packer.pack(*flat)
 
 
+def _last_per_interval(ts: np.ndarray, vals: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned intervals of chronological points; within an interval the last
+    point (newest; for equal stamps the first given) wins."""
+    aligned = ts - ts % step
+    if len(aligned) > 1:
+        keep = aligned[:-1] != aligned[1:]
+        if not keep.all():
+            keep = np.append(keep, True)
+            aligned = aligned[keep]
+            vals = vals[keep]
+    return aligned, vals
+
+
+def _last_per_interval_small(ts: np.ndarray, vals: np.ndarray, step: int) -> tuple[list[int], list[float]]:
+    """_last_per_interval for a few points, as Python lists."""
+    al = [t - t % step for t in ts.tolist()]
+    vl = vals.tolist()
+    if not all(map(operator.lt, al, al[1:])):
+        last = [i for i in range(len(al) - 1) if al[i] != al[i + 1]]
+        last.append(len(al) - 1)
+        al = [al[i] for i in last]
+        vl = [vl[i] for i in last]
+    return al, vl
+
+
 def _pack(ts: np.ndarray, vals: np.ndarray) -> np.ndarray:
     rec = np.empty(len(ts), dtype=POINT_DTYPE)
     rec["t"] = ts
@@ -884,15 +909,8 @@ def _archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals: np.n
     n = len(ts)
     if 1 < n <= SMALL_BATCH and _small_archive_update(fd, header, ai, ts, vals):
         return
-    aligned = ts - ts % step
-    if n > 1:
-        # within an interval the last point (newest; for equal stamps the first given) wins
-        keep = aligned[:-1] != aligned[1:]
-        if not keep.all():
-            keep = np.append(keep, True)
-            aligned = aligned[keep]
-            vals = vals[keep]
-            n = len(aligned)
+    aligned, vals = _last_per_interval(ts, vals, step)
+    n = len(aligned)
     base = _read_base(fd, a)
     contiguous = int(aligned[-1]) - int(aligned[0]) == (n - 1) * step
     if n == 1:
@@ -934,14 +952,7 @@ def _small_archive_update(fd: int, header: Header, ai: int, ts: np.ndarray, vals
     (the common case), in plain Python; False (nothing written) otherwise."""
     a = header.archives[ai]
     step = a.seconds_per_point
-    al = [t - t % step for t in ts.tolist()]
-    vl = vals.tolist()
-    if not all(map(operator.lt, al, al[1:])):
-        # several points in one interval: the newest (last) wins
-        last = [i for i in range(len(al) - 1) if al[i] != al[i + 1]]
-        last.append(len(al) - 1)
-        al = [al[i] for i in last]
-        vl = [vl[i] for i in last]
+    al, vl = _last_per_interval_small(ts, vals, step)
     n = len(al)
     first = al[0]
     if al[-1] - first != (n - 1) * step or first == 0 or n > a.points:
@@ -1150,11 +1161,7 @@ def create_fd(fd: int, archive_list: Iterable[Sequence[int]], x_files_factor: fl
     otherwise the archives are zero-filled with one write. Both give the same
     bytes as whisper's ``create``.
     """
-    try:
-        layout = tuple((int(p), int(n)) for p, n in archive_list)
-        header, data = _cached_layout(layout, x_files_factor, aggregation_method)
-    except TypeError:  # an unhashable argument: no caching
-        header, data = build_header(archive_list, x_files_factor, aggregation_method)
+    header, data = _layout_header(archive_list, x_files_factor, aggregation_method)
     _write_new(fd, header, data, sparse, False)
     return header
 
@@ -1170,8 +1177,7 @@ def create_with_points_fd(fd: int, archive_list: Iterable[Sequence[int]], x_file
     the caller writes the points with update_many_fd. Either way the bytes are
     those of create + update_many.
     """
-    layout = tuple((int(p), int(n)) for p, n in archive_list)
-    header, data = _cached_layout(layout, x_files_factor, aggregation_method)
+    header, data = _layout_header(archive_list, x_files_factor, aggregation_method)
     if now is None:
         now = int(time.time())
     run = _fresh_run(header.archives[0], np.asarray(timestamps, dtype=np.int64),
@@ -1197,39 +1203,25 @@ def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray,
     as one run from slot 0, as update_many would; None if they do not form one."""
     n = len(ts)
     step = a.seconds_per_point
-    if n == 0 or int(ts[0]) < now - a.retention:
+    if n == 0 or int(ts[0]) < now - a.retention or not strictly_ascending(ts):
         return None
-    if n == 1:
-        t = int(ts[0])
-        iv = t - t % step
-        if not 0 < iv <= _U32_MAX:
-            return None
-        return _POINT.pack(iv, float(vals[0])), [iv]
-    if not strictly_ascending(ts):
-        return None
-    if n <= SMALL_BATCH:
-        al = [t - t % step for t in ts.tolist()]
-        vl = vals.tolist()
-        if not all(map(operator.lt, al, al[1:])):  # the newest point of an interval wins
-            last = [i for i in range(n - 1) if al[i] != al[i + 1]]
-            last.append(n - 1)
-            al = [al[i] for i in last]
-            vl = [vl[i] for i in last]
-        m = len(al)
-        if al[-1] - al[0] != (m - 1) * step or al[0] <= 0 or al[-1] > _U32_MAX or m > a.points:
-            return None
-        return _pack_run(al, vl), al
-    aligned = ts - ts % step
-    keep = aligned[:-1] != aligned[1:]
-    if not keep.all():
-        keep = np.append(keep, True)
-        aligned = aligned[keep]
-        vals = vals[keep]
-    m = len(aligned)
-    first, last = int(aligned[0]), int(aligned[-1])
+    small = n <= SMALL_BATCH
+    al, vl = _last_per_interval_small(ts, vals, step) if small else _last_per_interval(ts, vals, step)
+    m = len(al)
+    first, last = int(al[0]), int(al[-1])
     if last - first != (m - 1) * step or first <= 0 or last > _U32_MAX or m > a.points:
         return None
-    return _pack(aligned, vals).tobytes(), aligned
+    return (_pack_run(al, vl) if small else _pack(al, vl).tobytes()), al
+
+
+def _layout_header(archive_list: Iterable[Sequence[int]], x_files_factor: float,
+                   aggregation_method: int | str) -> tuple[Header, bytes]:
+    """(Header, header bytes) of a new file, shared per layout."""
+    try:
+        layout = tuple((int(p), int(n)) for p, n in archive_list)
+        return _cached_layout(layout, x_files_factor, aggregation_method)
+    except TypeError:  # an unhashable argument: no caching
+        return build_header(archive_list, x_files_factor, aggregation_method)
 
 
 @functools.lru_cache(maxsize=256)
