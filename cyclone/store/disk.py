@@ -58,6 +58,15 @@ SUFFIX = ".wsp"
 LOCK_STRIPES = 1024
 
 
+def _open_making_dirs(path: str, flags: int) -> tuple[int, bool]:
+    """os.open(path, flags), making the parent directories if missing: (fd, made them)."""
+    try:
+        return os.open(path, flags, 0o644), False
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o644), True
+
+
 class _Handle:
     """An open descriptor shared by threads; closed when retired and unused."""
 
@@ -114,7 +123,7 @@ class DiskStore(Store):
 
     # -- descriptors and locks -----------------------------------------
     def _lock_for(self, key: str) -> threading.Lock:
-        return self._key_locks[hash(key) % LOCK_STRIPES]  # (inlined in _write_one)
+        return self._key_locks[hash(key) % LOCK_STRIPES]
 
     @contextmanager
     def _locked(self, *keys: str) -> Iterator[None]:
@@ -194,13 +203,7 @@ class DiskStore(Store):
         else:
             # one open that finds or makes the file: an empty file is a new series
             # (or one a crash left before its header was written) and gets its header
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-                made_dirs = False
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-                made_dirs = True
+            fd, made_dirs = _open_making_dirs(path, os.O_RDWR | os.O_CREAT)
         written = False
         try:
             size = os.fstat(fd).st_size if metadata is not None else None
@@ -313,13 +316,7 @@ class DiskStore(Store):
 
     def _create(self, key: str, path: str, metadata: SeriesMetadata) -> None:
         """Create a new series file; caller holds the key lock. Exists -> FileExistsError."""
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            made_dirs = False
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            made_dirs = True
+        fd, made_dirs = _open_making_dirs(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
         try:
             header = whisper.create_fd(
                 fd, metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method
@@ -431,7 +428,7 @@ class DiskStore(Store):
             has_nan = bool(nan.any())
         else:
             has_nan = math.isnan(points.values[0])
-        with self._key_locks[hash(key) % LOCK_STRIPES]:
+        with self._lock_for(key):
             handle, header, written = self._series_handle(key, None, create=True,
                                                           first_points=None if has_nan else points)
             try:
