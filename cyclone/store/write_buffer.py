@@ -31,7 +31,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -64,9 +64,10 @@ class _Generation:
         self.ts_chunks: list[np.ndarray] = []
         self.val_chunks: list[np.ndarray] = []
         self.n_points = 0
-        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def append(self, points_by_key: dict[str, Points]) -> int:
+    def append(self, points_by_key: dict[str, Points], front: bool = False) -> int:
+        """Add points (`front`: ahead of everything buffered, for points put back
+        after a failed flush); returns how many."""
         ids_of = self.ids_of
         keys = self.keys
         counts = []
@@ -87,58 +88,39 @@ class _Generation:
             val_parts.append(points.values)
         if not counts:
             return 0
-        self._add_arrays(
-            np.repeat(np.array(key_ids, dtype=np.int32), counts),
-            np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0],
-            np.concatenate(val_parts) if len(val_parts) > 1 else val_parts[0],
-        )
-        return int(sum(counts))
-
-    def _add_arrays(self, ids: np.ndarray, ts: np.ndarray, vals: np.ndarray, front: bool = False) -> None:
-        ts32 = ts.astype(np.int64, copy=False)
+        # copies (concatenate copies too): chunks are never changed in place, which
+        # is what lets readers use them outside the lock (see `chunks`)
+        ids = np.repeat(np.array(key_ids, dtype=np.int32), counts)
+        ts = np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0].astype(np.int64)
+        vals = np.concatenate(val_parts) if len(val_parts) > 1 else val_parts[0].copy()
         if front:
             self.id_chunks.insert(0, ids)
-            self.ts_chunks.insert(0, ts32)
+            self.ts_chunks.insert(0, ts)
             self.val_chunks.insert(0, vals)
         else:
             self.id_chunks.append(ids)
-            self.ts_chunks.append(ts32)
+            self.ts_chunks.append(ts)
             self.val_chunks.append(vals)
         self.n_points += len(ids)
-        self._flat = None
         if len(self.id_chunks) > 64:
-            self._compact()
+            ids, ts, vals = self.flat()
+            self.id_chunks, self.ts_chunks, self.val_chunks = [ids], [ts], [vals]
+        return len(ids)
 
-    def prepend_points(self, points_by_key: dict[str, Points]) -> None:
-        """Put back points that failed to flush, ahead of anything newer."""
-        key_ids, counts, ts_parts, val_parts = [], [], [], []
-        for key, points in points_by_key.items():
-            kid = self.ids_of.get(key)
-            if kid is None:
-                kid = self.ids_of[key] = len(self.keys)
-                self.keys.append(key)
-            key_ids.append(kid)
-            counts.append(len(points))
-            ts_parts.append(points.timestamps)
-            val_parts.append(points.values)
-        if counts:
-            self._add_arrays(np.repeat(np.array(key_ids, dtype=np.int32), counts),
-                             np.concatenate(ts_parts), np.concatenate(val_parts), front=True)
-
-    def _compact(self) -> None:
-        ids, ts, vals = self.flat()
-        self.id_chunks, self.ts_chunks, self.val_chunks = [ids], [ts], [vals]
+    def chunks(self) -> _Chunks:
+        """The columns as they are now (caller holds the buffer's lock). Chunks are
+        replaced, never changed, so a reader may use this copy outside the lock
+        while the generation grows, compacts or takes points back in front."""
+        return list(self.id_chunks), list(self.ts_chunks), list(self.val_chunks)
 
     def flat(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if self._flat is None:
-            if not self.id_chunks:
-                self._flat = (np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64))
-            elif len(self.id_chunks) == 1:
-                self._flat = (self.id_chunks[0], self.ts_chunks[0], self.val_chunks[0])
-            else:
-                self._flat = (np.concatenate(self.id_chunks), np.concatenate(self.ts_chunks),
-                              np.concatenate(self.val_chunks))
-        return self._flat
+        """The columns as one array each (caller holds the lock or owns the generation)."""
+        if not self.id_chunks:
+            return np.empty(0, np.int32), np.empty(0, np.int64), np.empty(0, np.float64)
+        if len(self.id_chunks) == 1:
+            return self.id_chunks[0], self.ts_chunks[0], self.val_chunks[0]
+        return (np.concatenate(self.id_chunks), np.concatenate(self.ts_chunks),
+                np.concatenate(self.val_chunks))
 
     def batches(self, size: int, hold: set[str]) -> Iterator[dict[str, Points]]:
         """Every buffered series with its points in input order, `size` series
@@ -166,26 +148,14 @@ class _Generation:
             if batch:
                 yield batch
 
-    def series_points(self, keys: set[str]) -> dict[str, Points]:
-        """The buffered points of `keys`, in input order."""
-        return self.points_for({k: self.ids_of[k] for k in keys if k in self.ids_of})
+    def ids_for(self, keys: Iterable[str]) -> dict[str, int]:
+        """key -> id of those `keys` that are buffered here."""
+        ids_of = self.ids_of
+        return {k: ids_of[k] for k in keys if k in ids_of}
 
-    def points_for(self, wanted: dict[str, int], limit: int | None = None) -> dict[str, Points]:
-        """Buffered points of the given keys (key -> id here), of the first `limit` points."""
-        ids, ts, vals = self.flat()
-        if limit is not None:
-            ids, ts, vals = ids[:limit], ts[:limit], vals[:limit]
-        if not wanted or not len(ids):
-            return {}
-        want_ids = np.fromiter(wanted.values(), dtype=np.int32, count=len(wanted))
-        mask = np.isin(ids, want_ids)
-        sub_ids, sub_ts, sub_vals = ids[mask], ts[mask], vals[mask]
-        out = {}
-        for key, kid in wanted.items():
-            m = sub_ids == kid
-            if m.any():
-                out[key] = Points(sub_ts[m], sub_vals[m])
-        return out
+    def series_points(self, keys: Iterable[str]) -> dict[str, Points]:
+        """The buffered points of `keys`, in input order."""
+        return select_points(self.chunks(), self.ids_for(keys))
 
     def remove_keys(self, keys: set[str]) -> int:
         """Drop every buffered point of `keys`; returns how many series were dropped."""
@@ -196,10 +166,34 @@ class _Generation:
         keep = ~np.isin(ids, np.fromiter(gone, dtype=np.int32, count=len(gone)))
         self.id_chunks, self.ts_chunks, self.val_chunks = [ids[keep]], [ts[keep]], [vals[keep]]
         self.n_points = int(keep.sum())
-        self._flat = None
         for k in keys:
             self.ids_of.pop(k, None)
         return len(gone)
+
+
+_Chunks = tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]
+
+
+def select_points(chunks: _Chunks, wanted: dict[str, int]) -> dict[str, Points]:
+    """The points of the `wanted` keys (key -> id) in columns, in input order."""
+    if not wanted:
+        return {}
+    want_ids = np.fromiter(wanted.values(), dtype=np.int32, count=len(wanted))
+    picked: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    for ids, ts, vals in zip(*chunks):
+        mask = np.isin(ids, want_ids)
+        if mask.any():
+            for out, col in zip(picked, (ids, ts, vals)):
+                out.append(col[mask])
+    if not picked[0]:
+        return {}
+    sub_ids, sub_ts, sub_vals = (np.concatenate(cols) for cols in picked)
+    out = {}
+    for key, kid in wanted.items():
+        m = sub_ids == kid
+        if m.any():
+            out[key] = Points(sub_ts[m], sub_vals[m])
+    return out
 
 
 @dataclass
@@ -404,7 +398,7 @@ class WriteBufferStore(Store):
             finally:
                 with self._lock:
                     if requeue:
-                        self._current.prepend_points(requeue)
+                        self._current.append(requeue, front=True)
                     self._flushing.remove(gen)
                     self._cycles_done += 1
                     self._drained.notify_all()
@@ -479,8 +473,7 @@ class WriteBufferStore(Store):
     def _flush_keys_now(self, keys: set[str]) -> None:
         """Write the buffered points of `keys` straight down (caller holds the cycle lock)."""
         with self._lock:
-            pts = self._current.points_for({k: self._current.ids_of[k] for k in keys
-                                            if k in self._current.ids_of})
+            pts = self._current.series_points(keys)
             self._current.remove_keys(set(pts))
             metas = {k: self._pending_meta.pop(k) for k in keys if k in self._pending_meta}
         for key, pm in metas.items():
@@ -614,15 +607,14 @@ class WriteBufferStore(Store):
              local_only: bool = False) -> dict[str, dict[str, ReadResult]]:
         now = int(time.time())
         with self._lock:
-            gens = self._generations()
-            # freeze what we overlay: points appended after this are newer reads' business
-            frozen = [(g, g.n_points) for g in gens]
             matched = {p: self._buffered_keys_matching(p) for p in patterns_}
+            wanted = set().union(*matched.values()) if matched else set()
+            # freeze what we overlay: points buffered after this are newer reads' business
+            frozen = [(g.chunks(), g.ids_for(wanted)) for g in self._generations()]
             pending = {k: pm.metadata for k, pm in (*self._applying_meta.items(), *self._pending_meta.items())}
         with timed(self.stats_counters, "read_usecs"):
             results = self.store.read(patterns_, start, end, local_only)
-            wanted = set().union(*matched.values()) if matched else set()
-            buffered = self._buffered_points(frozen, wanted)
+            buffered = self._buffered_points(frozen)
             for pattern in patterns_:
                 by_key = results.setdefault(pattern, {})
                 for key in sorted(matched[pattern]):
@@ -646,13 +638,10 @@ class WriteBufferStore(Store):
         return get(key) if get is not None else None
 
     @staticmethod
-    def _buffered_points(frozen: list[tuple[_Generation, int]], keys: set[str]) -> dict[str, Points]:
+    def _buffered_points(frozen: list[tuple[_Chunks, dict[str, int]]]) -> dict[str, Points]:
         parts: dict[str, list[Points]] = {}
-        for gen, n in frozen:
-            wanted = {k: gen.ids_of[k] for k in keys if k in gen.ids_of}
-            if not wanted:
-                continue
-            for key, pts in gen.points_for(wanted, limit=n).items():
+        for chunks, wanted in frozen:
+            for key, pts in select_points(chunks, wanted).items():
                 parts.setdefault(key, []).append(pts)
         return {
             key: Points(np.concatenate([p.timestamps for p in ps]), np.concatenate([p.values for p in ps]))

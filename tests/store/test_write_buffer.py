@@ -12,7 +12,7 @@ import numpy as np
 from cyclone.series import ArchiveArg, Points, SeriesMetadata
 from cyclone.store.autocreate import AutocreateRules
 from cyclone.store.disk import CachedDiskStore
-from cyclone.store.write_buffer import WriteBufferStore
+from cyclone.store.write_buffer import WriteBufferStore, _Generation, select_points
 
 from .conftest import now_aligned, pts, values_at
 
@@ -86,6 +86,28 @@ def test_find_sees_a_series_whose_flush_lands_during_the_find(tmp_path, rules):
     assert wb.find(["race.*"])["race.*"].results == ["race.a"]
     assert os.path.exists(os.path.join(disk.directory, "race", "a.wsp"))
     wb.close()
+
+
+def test_a_read_snapshot_is_unchanged_by_later_appends_compaction_and_requeues():
+    # a reader selects from chunks copied under the lock, then works without it
+    gen = _Generation()
+    gen.append({"a": pts([(60, 1.0)]), "b": pts([(60, 2.0)])})
+    snap, wanted = gen.chunks(), gen.ids_for(["a", "b"])
+    gen.append({"a": pts([(120, 3.0)])}, front=True)  # a requeue goes in front
+    for i in range(70):  # past 64 chunks the generation compacts
+        gen.append({"a": pts([(180 + 60 * i, 4.0)])})
+    got = select_points(snap, wanted)
+    assert {k: p.pairs() for k, p in got.items()} == {"a": [(60, 1.0)], "b": [(60, 2.0)]}
+    now = select_points(gen.chunks(), gen.ids_for(["a"]))["a"]
+    assert now.pairs()[:3] == [(120, 3.0), (60, 1.0), (180, 4.0)] and len(now) == 72
+
+
+def test_append_keeps_its_own_copy_of_the_points():
+    gen = _Generation()
+    p = pts([(60, 1.0)])
+    gen.append({"a": p})
+    p.timestamps[0], p.values[0] = 120, 9.0  # the caller reuses its arrays
+    assert gen.series_points(["a"])["a"].pairs() == [(60, 1.0)]
 
 
 def test_refuses_keys_without_rule_and_invalid_keys(tmp_path):
