@@ -84,6 +84,14 @@ def base_config(data_dir: Path, rules: list | None = None, **overrides: Any) -> 
     return cfg
 
 
+def read_log(path: Path) -> str:
+    """A process's log so far ("" before it exists)."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def _port(spec: Any) -> int:
     return int(spec) if isinstance(spec, int) else int(str(spec).rpartition(":")[2])
 
@@ -127,15 +135,17 @@ class CycloneProcess:
     """A Cyclone server subprocess with helpers for its protocols and files."""
 
     def __init__(self, tmp_path: Path, config: dict[str, Any] | None = None,
-                 rules: list | None = None, **overrides: Any) -> None:
+                 rules: list | None = None, startup_timeout: float = 30.0, **overrides: Any) -> None:
+        """`config` as given, or `base_config(<tmp_path>/data, rules, **overrides)`."""
         self.tmp_path = Path(tmp_path)
         self.tmp_path.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.tmp_path / "data"
+        self.startup_timeout = startup_timeout
         # ports picked here may be taken by someone else before the server binds them:
-        # start() then picks new ones (only for configs made here)
-        self._remake_config = None if config is not None else (lambda: base_config(self.data_dir, rules,
-                                                                                   **overrides))
-        self.config = config if config is not None else base_config(self.data_dir, rules, **overrides)
+        # start() then picks new ones (not for a given config: other processes may know its ports)
+        self._make_config = None if config is not None else (lambda: base_config(self.data_dir, rules,
+                                                                                 **overrides))
+        self.config = config if config is not None else self._make_config()
         self.config_path = self.tmp_path / "cyclone.conf.json"
         self.write_config()
         self.proc: subprocess.Popen | None = None
@@ -175,14 +185,16 @@ class CycloneProcess:
         return _port(self.config["thrift_port"])
 
     # lifecycle
-    def start(self, timeout: float = 30.0, wait: bool = True) -> "CycloneProcess":
+    def start(self, timeout: float | None = None, wait: bool = True) -> "CycloneProcess":
+        """Start the server; with `wait`, until it is ready (`timeout`, default `startup_timeout`)."""
+        timeout = self.startup_timeout if timeout is None else timeout
         for attempt in range(3):
             try:
                 return self._start_once(timeout, wait)
             except PortTaken:
-                if self._remake_config is None or attempt == 2:
+                if self._make_config is None or attempt == 2:
                     raise
-                self.write_config(self._remake_config())
+                self.write_config(self._make_config())
         raise AssertionError("unreachable")
 
     def _start_once(self, timeout: float, wait: bool) -> "CycloneProcess":
@@ -206,25 +218,23 @@ class CycloneProcess:
                    for spec in self.config.get(name, [])[:1] if "/" not in str(spec)]
         if self.config.get("thrift_port") and "/" not in str(self.config["thrift_port"]):
             pending.append(_port(self.config["thrift_port"]))
-        while pending:
-            self._check_running()
-            try:
-                socket.create_connection(("127.0.0.1", pending[0]), timeout=1).close()
+        says_ready = self.config.get("log_level", 1) <= 1
+
+        def ready() -> bool:
+            while pending:
+                try:
+                    socket.create_connection(("127.0.0.1", pending[0]), timeout=1).close()
+                except OSError:
+                    return False
                 pending.pop(0)
-                continue
-            except OSError:
-                pass
+            return not says_ready or "cyclone ready" in self.output()[self._log_start:]
+
+        while not ready():
+            self._check_running()
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"server not ready within {timeout} s:\n{self.output()}")
             time.sleep(0.05)
-        if self.config.get("log_level", 1) <= 1:
-            while "cyclone ready" not in self.output()[self._log_start:]:
-                self._check_running()
-                if time.monotonic() > deadline:
-                    self.kill()
-                    raise RuntimeError(f"server not ready within {timeout} s:\n{self.output()}")
-                time.sleep(0.05)
 
     def _check_running(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
@@ -236,10 +246,7 @@ class CycloneProcess:
             raise RuntimeError(f"server exited with {self.proc.returncode}:\n{out}")
 
     def output(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_log(self.log_path)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

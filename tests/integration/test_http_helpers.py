@@ -1,7 +1,7 @@
 """Helpers for the HTTP API tests: a real Cyclone process, real sockets, real whisper files.
 
 `HttpCyclone(tmp_path)` is `tests.server_process.CycloneProcess` with the
-HTTP tests' config (`make_config`) and request helpers; `GraphiteWeb` runs
+HTTP tests' autocreate rule and request helpers; `GraphiteWeb` runs
 a real graphite-web (PyPI) as oracle and frontend.
 
 This module holds no tests (pytest collects nothing from it).
@@ -21,33 +21,25 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.server_process import CycloneProcess, base_config, free_port
+from tests.server_process import CycloneProcess, free_port, read_log
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
-def make_config(data_dir: Path, autocreate: list | None = None, write_buffer: bool = True) -> dict[str, Any]:
-    disk = {"type": "cached_disk", "directory": str(data_dir)}
-    store = {"type": "write_buffer", "num_write_threads": 2, "substore": disk} if write_buffer else disk
-    return base_config(data_dir, rules=autocreate if autocreate is not None else [
-        ["**", "10:1d,60:30d", 0, "average"],
-    ], hostname="httptest", log_level=2, store_config={"type": "query", "substore": store})
+# the HTTP tests' autocreate rule
+HTTP_RULES = [["**", "10:1d,60:30d", 0, "average"]]
 
 
 class HttpCyclone(CycloneProcess):
-    """A server process (`make_config` unless given a config) with HTTP request helpers."""
+    """A server process (`base_config` with HTTP_RULES, unless given a config) with
+    HTTP request helpers."""
 
     def __init__(self, tmp_path: Path, config: dict[str, Any] | None = None,
                  startup_timeout: float = 30.0) -> None:
-        tmp_path = Path(tmp_path)
-        super().__init__(tmp_path, config=config if config is not None else make_config(tmp_path / "data"))
+        super().__init__(tmp_path, config, rules=HTTP_RULES, startup_timeout=startup_timeout,
+                         hostname="httptest", log_level=2)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.startup_timeout = startup_timeout
-
-    def start(self, timeout: float | None = None, wait: bool = True) -> "HttpCyclone":
-        super().start(self.startup_timeout if timeout is None else timeout, wait)
-        return self
 
     # -- requests ------------------------------------------------------------
     def get(self, path: str, params: Any = None, headers: dict[str, str] | None = None,
@@ -187,10 +179,7 @@ class GraphiteWeb:
         raise RuntimeError(f"graphite-web not ready within {self.startup_timeout} s:\n{self.output()}")
 
     def output(self) -> str:
-        try:
-            return self._log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return read_log(self._log_path)
 
     def stop(self) -> str:
         proc, self.proc = self.proc, None
