@@ -226,7 +226,10 @@ class Server:
 
 class CycloneServer(Server):
     name = "cyclone"
-    write_threads = 2  # the shipped cyclone.conf.json's num_write_threads; --write-threads
+
+    def __init__(self, workdir: Path, write_threads: int = 2) -> None:
+        super().__init__(workdir)
+        self.write_threads = write_threads  # 2: the shipped cyclone.conf.json's num_write_threads
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         cfg = {
@@ -329,11 +332,11 @@ def send_and_measure_accept(port: int, payload: bytes) -> float:
     return time.perf_counter() - t0
 
 
-def run_one(system: str, protocol: str, shape: tuple[int, int], payloads: dict, tmp: Path,
+def run_one(system: str, protocol: str, shape: tuple[int, int], payloads: dict, tmp: Path, write_threads: int,
             timeout: float) -> Result:
     n_series, n_points = shape
     workdir = Path(tempfile.mkdtemp(prefix=f"{system}-{protocol}-", dir=tmp))
-    server: Server = CycloneServer(workdir) if system == "cyclone" else CarbonServer(workdir)
+    server: Server = CycloneServer(workdir, write_threads) if system == "cyclone" else CarbonServer(workdir)
     load: Load = payloads["load"]
     payload = payloads[protocol]
     server.start()
@@ -387,10 +390,9 @@ def main() -> int:
                     help="comma-separated SERIESxPOINTS")
     ap.add_argument("--timeout", type=float, default=240, help="seconds to wait for the disk per run")
     ap.add_argument("--tmp", default=None, help="directory for the data (default: system temp)")
-    ap.add_argument("--write-threads", type=int, default=CycloneServer.write_threads,
+    ap.add_argument("--write-threads", type=int, default=2,
                     help="Cyclone's write_buffer num_write_threads")
     args = ap.parse_args()
-    CycloneServer.write_threads = args.write_threads
     if args.only != "cyclone" and not CARBON_CACHE.exists():
         print(f"carbon-cache.py not found at {CARBON_CACHE} (pip install carbon==1.1.10)", file=sys.stderr)
         return 2
@@ -426,7 +428,7 @@ def run_all(args: argparse.Namespace, systems: list[str], shapes: list[tuple[int
             payloads["pickle"] = load.pickle_payload()
         for protocol in protocols:
             for system in systems:
-                r = run_one(system, protocol, shape, payloads, tmp, args.timeout)
+                r = run_one(system, protocol, shape, payloads, tmp, args.write_threads, args.timeout)
                 results.append(r)
                 print(f"  {system:8s} {protocol:6s} {r.shape:>14s}: accepted {r.accept_rate:>10,.0f}/s, "
                       f"persisted {r.persist_rate:>10,.0f}/s in {r.persist_secs:6.2f} s, CPU {r.cpu_secs:6.2f} s "
