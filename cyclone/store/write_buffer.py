@@ -135,13 +135,17 @@ class _Generation:
         svals = vals[order]
         del order
         bounds = np.flatnonzero(sids[1:] != sids[:-1]) + 1
-        starts = np.concatenate(([0], bounds)).tolist()
-        ends = np.concatenate((bounds, [len(sids)])).tolist()
-        first_ids = sids[starts].tolist()
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(sids)]))
+        del bounds
         keys = self.keys
         for i in range(0, len(starts), size):
+            # Python ints for one batch at a time: for every series at once they
+            # would be ~100 bytes a series of peak memory
+            batch_starts = starts[i:i + size]
             batch = {}
-            for kid, s, e in zip(first_ids[i:i + size], starts[i:i + size], ends[i:i + size]):
+            for kid, s, e in zip(sids[batch_starts].tolist(), batch_starts.tolist(),
+                                 ends[i:i + size].tolist()):
                 key = keys[kid]
                 if key not in hold:
                     batch[key] = Points(sts[s:e], svals[s:e])
