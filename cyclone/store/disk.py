@@ -230,12 +230,12 @@ class DiskStore(Store):
 
     def _series_created(self, key: str, made_dirs: bool) -> None:
         self.stats_counters.add("series_created")
-        parts = key.split(".")[:-1]
         if made_dirs:
+            parts = key.split(".")[:-1]
             for i in range(len(parts) + 1):
                 self._listing_changed(os.sep.join(parts[:i]))
         else:
-            self._listing_changed(os.sep.join(parts))
+            self._listing_changed(key.rpartition(".")[0].replace(".", os.sep))
 
     def _release_fd(self, handle: _Handle) -> None:
         with self._fd_lock:

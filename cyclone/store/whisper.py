@@ -1203,6 +1203,12 @@ def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray,
     as one run from slot 0, as update_many would; None if they do not form one."""
     n = len(ts)
     step = a.seconds_per_point
+    if n == 1:  # the usual first write of a series: one point
+        t = int(ts[0])
+        interval = t - t % step
+        if t < now - a.retention or interval <= 0 or interval > _U32_MAX:
+            return None
+        return _POINT.pack(interval, float(vals[0])), [interval]
     if n == 0 or int(ts[0]) < now - a.retention or not strictly_ascending(ts):
         return None
     small = n <= SMALL_BATCH
