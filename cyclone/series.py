@@ -9,6 +9,7 @@ these objects around unchanged. Every per-key result carries its own
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -98,6 +99,38 @@ class Points:
 
     def pairs(self) -> list[tuple[int, float]]:
         return list(zip(self.timestamps.tolist(), self.values.tolist()))
+
+
+def group_columns(keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> dict[str, Points]:
+    """Parallel columns (one row per point) as {key: Points}, input order kept
+    within each key; one stable argsort instead of a Python loop per point.
+    `ts`/`vals` must be int64/float64 already (the Points are views)."""
+    n = len(keys)
+    if n == 0:
+        return {}
+    uniq = list(dict.fromkeys(keys))
+    if len(uniq) == n:  # every key once (a big fan-out): no sort needed
+        return dict(zip(keys, map(_points_view, ts.reshape(-1, 1), vals.reshape(-1, 1))))
+    id_of = dict(zip(uniq, range(len(uniq))))
+    ids = np.fromiter(map(id_of.__getitem__, keys), dtype=np.int64, count=n)
+    order = np.argsort(ids, kind="stable")
+    sts = ts[order]
+    svals = vals[order]
+    ends = np.cumsum(np.bincount(ids, minlength=len(uniq))).tolist()
+    out = {}
+    start = 0
+    for key, end in zip(uniq, ends):
+        out[key] = _points_view(sts[start:end], svals[start:end])
+        start = end
+    return out
+
+
+def _points_view(ts: np.ndarray, vals: np.ndarray) -> Points:
+    """Points over columns already int64/float64 of equal length (no re-validation)."""
+    p = Points.__new__(Points)
+    p.timestamps = ts
+    p.values = vals
+    return p
 
 
 @dataclass

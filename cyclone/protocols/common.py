@@ -7,13 +7,12 @@ This module owns:
   path) and turn failures into `ListenError` with a clear message.
 * `RateLimitedLog`: logs bad input at most a few times per interval and
   says how many messages it suppressed.
-* `group_points`: turns parallel (keys, timestamps, values) columns from a
-  parser into the `{key: Points}` batch the Store API takes, with one
-  stable argsort instead of a Python loop per point.
+* `decode_keys`: the key column as str, with the keys that are not UTF-8.
 * `IngestPipeline`: the single path from the line/UDP/pickle parsers into
   the store. Parsers `submit` columns on the reactor; one store-pool task
-  at a time takes everything queued, groups it and calls `store.write`
-  once, so batches are large and the order of points is kept. It also
+  at a time takes everything queued and hands it to `store.write_columns`
+  (the write buffer appends the columns as they are, with no object per
+  series), so batches are large and the order of points is kept. It also
   owns backpressure: stream transports register with it, and while the
   write buffer is over its limit (or the pipeline's own queue is too
   long) they are paused with `pauseProducing()` and resumed when the
@@ -34,7 +33,6 @@ import numpy as np
 
 from twisted.internet.protocol import Protocol
 
-from cyclone.series import Points
 from cyclone.stats import Counters
 
 log = logging.getLogger(__name__)
@@ -220,40 +218,7 @@ def shorten(data: bytes | str, limit: int = 200) -> str:
     return text + ("..." if len(data) > limit else "")
 
 
-# -- grouping -----------------------------------------------------------------
-def group_points(keys: Sequence[Any], ts: np.ndarray, vals: np.ndarray
-                 ) -> tuple[dict[str, Points], int, list[Any]]:
-    """Group parallel columns by key: ({key: Points}, points dropped, bad raw keys).
-
-    Keys may be `str` or UTF-8 `bytes`; bytes that do not decode are dropped
-    (their points counted). Input order is kept within each key.
-    """
-    n = len(keys)
-    if n == 0:
-        return {}, 0, []
-    skeys, bad = decode_keys(keys)
-    uniq = list(dict.fromkeys(skeys))
-    if len(uniq) == n and not bad:  # every key once (a big fan-out): no sort needed
-        return dict(zip(skeys, map(_points, ts.reshape(-1, 1), vals.reshape(-1, 1)))), 0, []
-    id_of = dict(zip(uniq, range(len(uniq))))
-    ids = np.fromiter(map(id_of.__getitem__, skeys), dtype=np.int64, count=n)
-    order = np.argsort(ids, kind="stable")
-    sts = ts[order]
-    svals = vals[order]
-    counts = np.bincount(ids, minlength=len(uniq))
-    ends = np.cumsum(counts).tolist()
-    out = {}
-    dropped = 0
-    start = 0
-    for key, end in zip(uniq, ends):
-        if key is None:
-            dropped += end - start
-        else:
-            out[key] = _points(sts[start:end], svals[start:end])
-        start = end
-    return out, dropped, bad
-
-
+# -- keys ---------------------------------------------------------------------
 def decode_keys(keys: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     """Keys as str (None where a key is not valid UTF-8 or not a string), and the bad raw keys."""
     kinds = set(map(type, keys))
@@ -276,14 +241,6 @@ def decode_keys(keys: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     return out, bad
 
 
-def _points(ts: np.ndarray, vals: np.ndarray) -> Points:
-    """Points from columns already int64/float64 of equal length (skips re-validation)."""
-    p = Points.__new__(Points)
-    p.timestamps = ts
-    p.values = vals
-    return p
-
-
 def _decode(raw: Any) -> str | None:
     if type(raw) is str:
         return raw
@@ -293,10 +250,6 @@ def _decode(raw: Any) -> str | None:
         except UnicodeDecodeError:
             return None
     return None
-
-
-def _concat(a: Points, b: Points) -> Points:
-    return Points(np.concatenate((a.timestamps, b.timestamps)), np.concatenate((a.values, b.values)))
 
 
 # -- the ingest pipeline --------------------------------------------------------
@@ -359,11 +312,8 @@ class IngestPipeline:
         d.addCallbacks(self._written, self._write_failed)
 
     def _write(self, subs: list[_Submission]) -> dict[str, Any]:
-        """Store-pool thread: group everything queued and write it, WRITE_CHUNK points per call.
-
-        Chunks bound the transient per-series objects (the Store API takes a
-        Points per key) while keeping the order of points.
-        """
+        """Store-pool thread: write everything queued as columns, WRITE_CHUNK points per call,
+        keeping the order of points."""
         if len(subs) == 1:
             keys: Sequence[Any] = subs[0].keys
             ts, vals = subs[0].ts, subs[0].vals
@@ -372,28 +322,27 @@ class IngestPipeline:
             ts = np.concatenate([s.ts for s in subs])
             vals = np.concatenate([s.vals for s in subs])
         n = len(keys)
+        skeys, bad = decode_keys(keys)
+        undecodable = bad_keys = 0
+        if bad:
+            bad_keys = len(set(bad))
+            keep = np.fromiter((k is not None for k in skeys), dtype=bool, count=n)
+            skeys = [k for k in skeys if k is not None]
+            undecodable = n - len(skeys)
+            ts, vals = ts[keep], vals[keep]
         errors: dict[str, Any] = {}
-        undecodable = refused_points = invalid = bad_keys = 0
-        bad_raw: list[Any] = []
-        for start in range(0, n, WRITE_CHUNK):
-            end = min(n, start + WRITE_CHUNK)
-            whole = start == 0 and end == n
-            batch, dropped, bad = group_points(keys if whole else keys[start:end],
-                                               ts if whole else ts[start:end],
-                                               vals if whole else vals[start:end])
-            undecodable += dropped
-            if bad:
-                bad_keys += len(set(bad))
-                bad_raw.extend(bad[:max(0, 3 - len(bad_raw))])
-            chunk_errors = self.ctx.store.write(batch) if batch else {}
-            for key, err in chunk_errors.items():
-                pts = batch.get(key)
-                refused_points += len(pts) if pts is not None else 0
-                if key not in errors and "invalid key" in err.description:
-                    invalid += 1
-                errors[key] = err
-            del batch
-        return {"points": n, "undecodable": undecodable, "bad_raw": bad_raw, "bad_keys": bad_keys,
+        refused_points = invalid = 0
+        for start in range(0, len(skeys), WRITE_CHUNK):
+            end = start + WRITE_CHUNK
+            chunk_keys = skeys[start:end]
+            chunk_errors = self.ctx.store.write_columns(chunk_keys, ts[start:end], vals[start:end])
+            if chunk_errors:
+                refused_points += sum(1 for key in chunk_keys if key in chunk_errors)
+                for key, err in chunk_errors.items():
+                    if key not in errors and "invalid key" in err.description:
+                        invalid += 1
+                    errors[key] = err
+        return {"points": n, "undecodable": undecodable, "bad_raw": bad[:3], "bad_keys": bad_keys,
                 "errors": errors, "refused_points": refused_points, "invalid": invalid}
 
     def _written(self, result: dict[str, Any]) -> None:

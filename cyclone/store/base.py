@@ -15,7 +15,9 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
+
+import numpy as np
 
 from cyclone.series import (
     DeleteResult,
@@ -25,6 +27,7 @@ from cyclone.series import (
     ReadAllResult,
     ReadResult,
     SeriesMetadata,
+    group_columns,
 )
 
 
@@ -108,6 +111,13 @@ class Store(ABC):
         skip_buffering: bool = False,
         local_only: bool = False,
     ) -> dict[str, Error]: ...
+
+    def write_columns(self, keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> dict[str, Error]:
+        """`write` for parallel columns, one row per point (keys in any order,
+        input order kept within a key; `ts` int64, `vals` float64, not changed
+        by the caller afterwards). The ingest pipeline writes this way; a store
+        that buffers columns takes them as they are, the rest group by key."""
+        return self.write(group_columns(keys, ts, vals))
 
     @abstractmethod
     def read(

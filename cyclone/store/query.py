@@ -10,6 +10,9 @@ passes through unchanged.
 from __future__ import annotations
 
 import time
+from typing import Sequence
+
+import numpy as np
 
 from cyclone.series import DeleteResult, Error, FindResult, Points, ReadAllResult, ReadResult, SeriesMetadata
 from cyclone.store.base import Store
@@ -68,6 +71,9 @@ class QueryStore(Store):
     def write(self, points_by_key: dict[str, Points], skip_buffering: bool = False,
               local_only: bool = False) -> dict[str, Error]:
         return self.store.write(points_by_key, skip_buffering, local_only)
+
+    def write_columns(self, keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> dict[str, Error]:
+        return self.store.write_columns(keys, ts, vals)
 
     def read_all(self, key: str, local_only: bool = False) -> ReadAllResult:
         return self.store.read_all(key, local_only)

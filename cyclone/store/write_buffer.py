@@ -31,7 +31,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -93,6 +93,21 @@ class _Generation:
         ids = np.repeat(np.array(key_ids, dtype=np.int32), counts)
         ts = np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0].astype(np.int64)
         vals = np.concatenate(val_parts) if len(val_parts) > 1 else val_parts[0].copy()
+        return self._add_chunk(ids, ts, vals, front)
+
+    def append_columns(self, keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> int:
+        """Add parallel columns, one row per point; returns how many."""
+        ids_of = self.ids_of
+        known = self.keys
+        for key in dict.fromkeys(keys):
+            if key not in ids_of:
+                ids_of[key] = len(known)
+                known.append(key)
+        ids = np.fromiter(map(ids_of.__getitem__, keys), dtype=np.int32, count=len(keys))
+        return self._add_chunk(ids, ts.astype(np.int64), vals.astype(np.float64), False)
+
+    def _add_chunk(self, ids: np.ndarray, ts: np.ndarray, vals: np.ndarray, front: bool) -> int:
+        """Add columns the generation owns (never changed afterwards)."""
         if front:
             self.id_chunks.insert(0, ids)
             self.ts_chunks.insert(0, ts)
@@ -305,26 +320,8 @@ class WriteBufferStore(Store):
     # -- write ---------------------------------------------------------------
     def write(self, points_by_key: dict[str, Points], skip_buffering: bool = False,
               local_only: bool = False) -> dict[str, Error]:
-        errors: dict[str, Error] = {}
-        accepted: dict[str, Points] = {}
-        with self._lock:
-            known = self._current.ids_of
-            pending = self._pending_meta
-        for key, points in points_by_key.items():
-            if key in known:
-                accepted[key] = points
-                continue
-            try:
-                patterns.check_key(key)
-            except CycloneError as e:
-                errors[key] = e.to_error()
-                continue
-            if key not in pending and self.autocreate.metadata_for(key) is None and not self._exists(key):
-                errors[key] = Error(f"{key}: series does not exist and no autocreate rule matches")
-                continue
-            accepted[key] = points
-        if errors:
-            self.stats_counters.add("writes_refused", len(errors))
+        errors = self._refusals(points_by_key)
+        accepted = {k: p for k, p in points_by_key.items() if k not in errors} if errors else points_by_key
         if skip_buffering:
             with self._cycle_lock:
                 self._flush_keys_now(set(accepted))
@@ -334,6 +331,43 @@ class WriteBufferStore(Store):
             n = self._current.append(accepted)
             self._wakeup.notify()
         self.stats_counters.add_many({"write_batches": 1, "points_buffered": n})
+        return errors
+
+    def write_columns(self, keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> dict[str, Error]:
+        """Buffer parallel columns as they are: no Points per series."""
+        errors = self._refusals(dict.fromkeys(keys))
+        if errors:
+            keep = np.fromiter((k not in errors for k in keys), dtype=bool, count=len(keys))
+            keys = [k for k in keys if k not in errors]
+            ts = ts[keep]
+            vals = vals[keep]
+        if not len(keys):
+            return errors
+        with self._lock:
+            n = self._current.append_columns(keys, ts, vals)
+            self._wakeup.notify()
+        self.stats_counters.add_many({"write_batches": 1, "points_buffered": n})
+        return errors
+
+    def _refusals(self, keys: Iterable[str]) -> dict[str, Error]:
+        """Errors for the keys a write must refuse: invalid, or not existing with
+        no autocreate rule or pending metadata. Keys buffered now were checked."""
+        errors: dict[str, Error] = {}
+        with self._lock:
+            known = self._current.ids_of
+            pending = self._pending_meta
+        for key in keys:
+            if key in known:
+                continue
+            try:
+                patterns.check_key(key)
+            except CycloneError as e:
+                errors[key] = e.to_error()
+                continue
+            if key not in pending and self.autocreate.metadata_for(key) is None and not self._exists(key):
+                errors[key] = Error(f"{key}: series does not exist and no autocreate rule matches")
+        if errors:
+            self.stats_counters.add("writes_refused", len(errors))
         return errors
 
     def _exists(self, key: str) -> bool:

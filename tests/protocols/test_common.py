@@ -1,4 +1,4 @@
-"""Shared protocol helpers: grouping columns by key, listen specs, rate-limited logs, shell times."""
+"""Shared protocol helpers: key columns and grouping them, listen specs, rate-limited logs, shell times."""
 
 from __future__ import annotations
 
@@ -11,42 +11,40 @@ from cyclone.protocols.common import (
     RateLimitedLog,
     decode_keys,
     describe_listen,
-    group_points,
     parse_listen,
 )
+from cyclone.series import group_columns
 from cyclone.protocols.shell import ShellError, parse_time, split_options
 from cyclone.stats import StatsRegistry, sanitize_name, store_stat_names
 
 
-def test_group_points_keeps_order_per_key() -> None:
-    keys = [b"a", b"b", b"a", "c", b"a", b"b"]
+def test_group_columns_keeps_order_per_key() -> None:
+    keys = ["a", "b", "a", "c", "a", "b"]
     ts = np.array([1, 2, 3, 4, 5, 6], dtype=np.int64)
     vals = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
-    out, dropped, bad = group_points(keys, ts, vals)
-    assert dropped == 0 and bad == []
+    out = group_columns(keys, ts, vals)
     assert list(out) == ["a", "b", "c"]
     assert out["a"].timestamps.tolist() == [1, 3, 5] and out["a"].values.tolist() == [10, 30, 50]
     assert out["b"].timestamps.tolist() == [2, 6]
     assert out["c"].values.tolist() == [40.0]
 
 
-def test_group_points_unique_keys_fast_path() -> None:
-    keys = [f"k{i}".encode() for i in range(1000)]
-    out, dropped, bad = group_points(keys, np.arange(1000, dtype=np.int64), np.arange(1000.0))
+def test_group_columns_unique_keys_fast_path() -> None:
+    keys = [f"k{i}" for i in range(1000)]
+    out = group_columns(keys, np.arange(1000, dtype=np.int64), np.arange(1000.0))
     assert len(out) == 1000 and out["k999"].timestamps.tolist() == [999]
-    assert out["k5"].timestamps.dtype == np.int64
+    assert out["k5"].timestamps.dtype == np.int64 and out["k5"].values.tolist() == [5.0]
 
 
-def test_group_points_drops_undecodable_keys() -> None:
-    keys = [b"ok", b"\xff", b"ok", b"\xfe\xff", b"\xff"]
-    out, dropped, bad = group_points(keys, np.arange(5, dtype=np.int64), np.arange(5.0))
-    assert list(out) == ["ok"] and out["ok"].timestamps.tolist() == [0, 2]
-    assert dropped == 3 and set(bad) == {b"\xff", b"\xfe\xff"}
+def test_decode_keys_marks_undecodable_keys() -> None:
+    out, bad = decode_keys([b"ok", b"\xff", b"ok", b"\xfe\xff", b"\xff"])
+    assert out == ["ok", None, "ok", None, None]
+    assert bad == [b"\xff", b"\xfe\xff", b"\xff"]
 
 
-def test_group_points_str_and_bytes_of_one_key_merge() -> None:
-    out, _, _ = group_points(["x", b"x"], np.array([1, 2], dtype=np.int64), np.array([1.0, 2.0]))
-    assert out["x"].timestamps.tolist() == [1, 2]
+def test_decode_keys_str_and_bytes_of_one_key_are_one_key() -> None:
+    out, bad = decode_keys(["x", b"x"])
+    assert out == ["x", "x"] and bad == []
 
 
 def test_decode_keys_with_newline_in_a_key_falls_back() -> None:

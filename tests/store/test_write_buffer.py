@@ -110,6 +110,54 @@ def test_append_keeps_its_own_copy_of_the_points():
     assert gen.series_points(["a"])["a"].pairs() == [(60, 1.0)]
 
 
+def test_append_columns_keeps_its_own_copy_and_input_order():
+    gen = _Generation()
+    ts = np.array([60, 60, 120, 120, 180], dtype=np.int64)
+    vals = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert gen.append_columns(["a", "b", "a", "b", "a"], ts, vals) == 5
+    ts[:] = 0  # the caller reuses its arrays
+    vals[:] = 0.0
+    gen.append_columns(["b", "c"], np.array([60, 60], dtype=np.int64), np.array([9.0, 7.0]))
+    got = {k: p.pairs() for k, p in gen.series_points(["a", "b", "c"]).items()}
+    assert got == {"a": [(60, 1.0), (120, 3.0), (180, 5.0)],
+                   "b": [(60, 2.0), (120, 4.0), (60, 9.0)],
+                   "c": [(60, 7.0)]}
+    assert gen.keys == ["a", "b", "c"] and gen.n_points == 7
+
+
+def test_write_columns_lands_exactly_and_refuses_rows_of_bad_keys(tmp_path):
+    rules = AutocreateRules([["ok.**", "60:1d", 0, "average"]])
+    wb, disk = make(tmp_path, rules, batch_size=2)
+    t = now_aligned()
+    keys = ["ok.a", "no.rule", "ok.b", "bad..key", "ok.a", "ok.b", "ok.a"]
+    ts = np.array([t, t, t, t, t + 60, t + 60, t + 60], dtype=np.int64)  # ok.a: t+60 twice, last wins
+    vals = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])
+    errors = wb.write_columns(keys, ts, vals)
+    assert set(errors) == {"no.rule", "bad..key"}
+    assert "invalid key" in errors["bad..key"].description
+    assert wb.stats()["writes_refused"] == 2 and wb.stats()["points_buffered"] == 5
+    # the buffer answers reads before the flush, the disk after it, with the same values
+    r = wb.read(["ok.*"], t - 60, t + 120)["ok.*"]
+    assert values_at(r["ok.a"], [t, t + 60]) == [1.0, 7.0] and values_at(r["ok.b"], [t, t + 60]) == [3.0, 6.0]
+    assert wb.flush(timeout=30)
+    r = disk.read(["ok.*", "no.*"], t - 60, t + 120)
+    assert values_at(r["ok.*"]["ok.a"], [t, t + 60]) == [1.0, 7.0]
+    assert values_at(r["ok.*"]["ok.b"], [t, t + 60]) == [3.0, 6.0]
+    assert r["no.*"] == {}
+    wb.close()
+
+
+def test_store_write_columns_groups_for_stores_without_columns(tmp_path, rules):
+    disk = CachedDiskStore(str(tmp_path / "data"), rules)
+    t = now_aligned()
+    errors = disk.write_columns(["x.a", "x.b", "x.a"], np.array([t, t, t + 60], dtype=np.int64),
+                                np.array([1.0, 2.0, 3.0]))
+    assert errors == {}
+    r = disk.read(["x.*"], t - 60, t + 120)["x.*"]
+    assert values_at(r["x.a"], [t, t + 60]) == [1.0, 3.0] and values_at(r["x.b"], [t]) == [2.0]
+    disk.close()
+
+
 def test_refuses_keys_without_rule_and_invalid_keys(tmp_path):
     rules = AutocreateRules([["ok.**", "60:1d", 0, "average"]])
     wb, disk = make(tmp_path, rules)
