@@ -245,9 +245,9 @@ class Server:
 class CycloneServer(Server):
     name = "cyclone"
 
-    def __init__(self, workdir: Path, write_threads: int = 2) -> None:
+    def __init__(self, workdir: Path, write_threads: int = 1) -> None:
         super().__init__(workdir)
-        self.write_threads = write_threads  # 2: the shipped cyclone.conf.json's num_write_threads
+        self.write_threads = write_threads  # 1: the shipped cyclone.conf.json's num_write_threads
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         cfg = {
@@ -410,7 +410,7 @@ def main() -> int:
     ap.add_argument("--tmp", default=None, help="directory for the data (default: system temp)")
     ap.add_argument("--keep", action="store_true",
                     help="leave the data directories in place (default: deleted at the end)")
-    ap.add_argument("--write-threads", type=int, default=2,
+    ap.add_argument("--write-threads", type=int, default=1,
                     help="Cyclone's write_buffer num_write_threads")
     args = ap.parse_args()
     if args.only != "cyclone" and not CARBON_CACHE.exists():

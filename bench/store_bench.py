@@ -32,7 +32,7 @@ def bench_ingest(n_series: int, n_points: int) -> tuple[float, float]:
     rules = AutocreateRules([["**", "10s:1d,1m:30d,1h:5y", 0, "average"]])
     with tempfile.TemporaryDirectory() as d:
         disk = CachedDiskStore(d, rules)
-        wb = WriteBufferStore(disk, rules, num_write_threads=2, batch_size=1000)
+        wb = WriteBufferStore(disk, rules, num_write_threads=1, batch_size=1000)
         now = int(time.time())
         t0 = now - n_points * 10
         ts = np.arange(t0, t0 + n_points * 10, 10, dtype=np.int64)

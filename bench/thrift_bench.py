@@ -66,7 +66,7 @@ def start_server(workdir: str) -> tuple[subprocess.Popen, int]:
         "stats_report_usecs": 0,
         "log_level": 2,
         "store_config": {"type": "query", "substore": {
-            "type": "write_buffer", "num_write_threads": 2,
+            "type": "write_buffer", "num_write_threads": 1,
             "substore": {"type": "cached_disk", "directory": os.path.join(workdir, "data"),
                          "open_file_cache_size": 4096}}},
         "autocreate_rules": [["bench.**", "10:1d", 0, "average"]],

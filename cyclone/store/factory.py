@@ -31,7 +31,7 @@ STORE_FIELDS: dict[str, dict[str, tuple[str, Any, bool]]] = {
     },
     "write_buffer": {
         "substore": ("store", REQUIRED, False),
-        "num_write_threads": ("int", 2, False),
+        "num_write_threads": ("int", 1, False),
         "batch_size": ("int", 1000, True),
         "max_update_metadatas_per_second": ("number", 0, True),
         "max_write_batches_per_second": ("number", 0, True),

@@ -18,6 +18,12 @@ progress and act on the buffer and the substore together. Writes the
 substore refuses with a *recoverable* error (a remote node down, a full
 disk) are put back and retried; other errors drop the points and count.
 
+One flush thread is the default: flushing to a local disk is Python work
+between short system calls, and every call hands the GIL to the other
+thread and back, so a second thread costs 15-40% more CPU for the same or
+less throughput (measured with bench/ingest_bench.py). More threads pay
+off when the substore waits on something slower, such as a remote node.
+
 Departure from the seed, on purpose: a read of a series whose window is
 coarser than its finest archive overlays buffered points by "last value in
 the interval" rather than re-aggregating them with the on-disk data.
@@ -257,7 +263,7 @@ class WriteBufferStore(Store):
         self,
         store: Store,
         autocreate: AutocreateRules | None = None,
-        num_write_threads: int = 2,
+        num_write_threads: int = 1,
         batch_size: int = 1000,
         max_update_metadatas_per_second: float = 0,
         max_write_batches_per_second: float = 0,
