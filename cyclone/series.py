@@ -91,6 +91,14 @@ class Points:
         return cls(np.array(ts, dtype=np.int64), np.array(vals, dtype=np.float64))
 
     @classmethod
+    def wrap(cls, ts: np.ndarray, vals: np.ndarray) -> "Points":
+        """Points over arrays already int64/float64 of equal length: no copy, no checks."""
+        p = cls.__new__(cls)
+        p.timestamps = ts
+        p.values = vals
+        return p
+
+    @classmethod
     def empty(cls) -> "Points":
         return cls(np.empty(0, np.int64), np.empty(0, np.float64))
 
@@ -110,7 +118,7 @@ def group_columns(keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> dict
         return {}
     uniq = list(dict.fromkeys(keys))
     if len(uniq) == n:  # every key once (a big fan-out): no sort needed
-        return dict(zip(keys, map(_points_view, ts.reshape(-1, 1), vals.reshape(-1, 1))))
+        return dict(zip(keys, map(Points.wrap, ts.reshape(-1, 1), vals.reshape(-1, 1))))
     id_of = dict(zip(uniq, range(len(uniq))))
     ids = np.fromiter(map(id_of.__getitem__, keys), dtype=np.int64, count=n)
     order = np.argsort(ids, kind="stable")
@@ -120,17 +128,9 @@ def group_columns(keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> dict
     out = {}
     start = 0
     for key, end in zip(uniq, ends):
-        out[key] = _points_view(sts[start:end], svals[start:end])
+        out[key] = Points.wrap(sts[start:end], svals[start:end])
         start = end
     return out
-
-
-def _points_view(ts: np.ndarray, vals: np.ndarray) -> Points:
-    """Points over columns already int64/float64 of equal length (no re-validation)."""
-    p = Points.__new__(Points)
-    p.timestamps = ts
-    p.values = vals
-    return p
 
 
 @dataclass

@@ -169,7 +169,7 @@ class _Generation:
                                  ends[i:i + size].tolist()):
                 key = keys[kid]
                 if key not in hold:
-                    batch[key] = Points(sts[s:e], svals[s:e])
+                    batch[key] = Points.wrap(sts[s:e], svals[s:e])
             if batch:
                 yield batch
 
@@ -217,7 +217,7 @@ def select_points(chunks: _Chunks, wanted: dict[str, int]) -> dict[str, Points]:
     for key, kid in wanted.items():
         m = sub_ids == kid
         if m.any():
-            out[key] = Points(sub_ts[m], sub_vals[m])
+            out[key] = Points.wrap(sub_ts[m], sub_vals[m])
     return out
 
 
