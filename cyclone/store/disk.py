@@ -721,6 +721,8 @@ class CachedDiskStore(DiskStore):
         with self._cache_lock:
             self._file_limit = n
             self._headers.set_size(max(1, n))
+            if n <= 0:
+                self._headers.clear()
 
     def _header(self, key: str, fd: int, path: str) -> whisper.Header:
         with self._cache_lock:
@@ -748,7 +750,8 @@ class CachedDiskStore(DiskStore):
 
     def _remember_header(self, key: str, header: whisper.Header) -> None:
         with self._cache_lock:
-            self._headers[key] = header
+            if self._file_limit > 0:  # 0: no header cache (saves ~100 bytes a series)
+                self._headers[key] = header
 
     def _forget_header(self, key: str) -> None:
         with self._cache_lock:

@@ -191,6 +191,25 @@ def test_cached_disk_sees_its_own_changes(tmp_path, rules):
     store.close()
 
 
+def test_header_cache_serves_reopens_and_file_limit_0_keeps_none(tmp_path, rules):
+    from cyclone.store.disk import CachedDiskStore
+
+    t = now_aligned()
+    for limit, cached, hits in ((1000, 3, 2), (0, 0, 0)):
+        store = CachedDiskStore(str(tmp_path / f"h{limit}"), rules, open_file_cache_size=1, file_limit=limit)
+        for i in range(3):  # one descriptor: every write after the first reopens a closed file
+            store.write({f"h.k{i}": pts([(t, float(i))])})
+        store.write({"h.k0": pts([(t + 60, 10.0)]), "h.k1": pts([(t + 60, 11.0)])})
+        stats = store.stats()
+        assert stats["cached_headers"] == cached and stats.get("header_cache_hits", 0) == hits
+        r = store.read(["h.*"], t - 60, t + 120)["h.*"]
+        assert [values_at(r[f"h.k{i}"], [t, t + 60]) for i in range(3)] == \
+            [[0.0, 10.0], [1.0, 11.0], [2.0, None]]
+        store.file_limit = 0  # live: drops what is cached
+        assert store.stats()["cached_headers"] == 0
+        store.close()
+
+
 def test_plain_disk_store_sees_files_made_by_other_processes(tmp_path, rules):
     store = DiskStore(str(tmp_path / "p"), rules)
     t = now_aligned()
