@@ -7,6 +7,12 @@ an entry per pattern, each with its own error.
 
 `local_only` is accepted everywhere; only stores that forward to other
 nodes (hash, remote) act on it.
+
+Beyond DESIGN's Store API: `write_columns(keys, ts, vals)`, the same write
+as parallel columns (one row per point). The ingest pipeline uses it so
+the write buffer can keep the parser's columns without building a Points
+per series; every other store inherits the default, which groups by key
+and calls `write`.
 """
 
 from __future__ import annotations
