@@ -13,9 +13,13 @@ files, directories, descriptors and locking:
   one open(O_CREAT) (no failed open first); a file that is empty (a crash
   between create and header write) gets its header then, like a new one.
   The first points usually go in the same write as the header
-  (`whisper.create_with_points_fd`). As with whisper.create, another
-  process may see a header-less file for the moment between the open and
-  the header write;
+  (`whisper.new_file`). As with whisper.create, another process may see a
+  header-less file for the moment between the open and the header write;
+- a write of many series opens those not open (making the new ones, with
+  their first points) on two threads of its own, each file under its key
+  lock: creating a file is mostly kernel time, which the threads overlap
+  while the calling thread waits without the GIL (on ext4 a new series
+  costs 45-67 instead of 95-100 µs);
 - DiskStore re-reads the header on every call (other processes may edit
   files underneath it); CachedDiskStore keeps the header of an open file
   with its descriptor, caches headers of closed ones (`file_limit`) and
@@ -30,6 +34,7 @@ import os
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -56,6 +61,11 @@ from cyclone.store.base import Store, timed
 
 SUFFIX = ".wsp"
 LOCK_STRIPES = 1024
+# files a write opens (creating new series) on threads of their own: creating a
+# file is mostly kernel time, which two threads overlap (measured on ext4: a new
+# series 82 -> 45-56 us; four threads are no faster than two)
+OPEN_THREADS = 2
+OPEN_BATCH_MIN = 16
 
 
 def _open_making_dirs(path: str, flags: int) -> tuple[int, bool]:
@@ -65,6 +75,34 @@ def _open_making_dirs(path: str, flags: int) -> tuple[int, bool]:
     except FileNotFoundError:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         return os.open(path, flags, 0o644), True
+
+
+def _open_or_create(path: str, new: whisper.NewFile) -> tuple[int, int, bool]:
+    """Open a series file, making it (and its directories) if missing; an empty
+    file gets `new`'s bytes. (fd, size before, made directories); caller holds
+    the key lock, so an empty file is never written twice."""
+    fd, made_dirs = _open_making_dirs(path, os.O_RDWR | os.O_CREAT)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            whisper.write_new_file(fd, new)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, size, made_dirs
+
+
+def _open_or_create_all(jobs: list[tuple[threading.Lock, str, whisper.NewFile]]
+                        ) -> list[tuple[int, int, bool] | OSError]:
+    """_open_or_create for many files, each under its lock (runs on an open thread)."""
+    out: list[tuple[int, int, bool] | OSError] = []
+    for lock, path, new in jobs:
+        with lock:
+            try:
+                out.append(_open_or_create(path, new))
+            except OSError as e:
+                out.append(e)
+    return out
 
 
 class _Handle:
@@ -77,6 +115,14 @@ class _Handle:
         self.header = header  # as read or written when the file was opened
         self.users = 0
         self.retired = False
+
+
+def _first_points(points: Points) -> tuple[Points, bool]:
+    """(non-empty points deduplicated and in time order, whether a value is NaN: a delete)."""
+    if len(points) > 1:
+        points = dedupe_last_wins(points)
+        return points, bool(np.isnan(points.values).any())
+    return points, math.isnan(points.values[0])
 
 
 def dedupe_last_wins(points: Points) -> Points:
@@ -106,6 +152,7 @@ class DiskStore(Store):
         self._open_file_cache_size = open_file_cache_size
         # key -> _Handle; an evicted handle is retired (closed once unused)
         self._fds = LRU(max(1, fd_budget(open_file_cache_size)), callback=self._evicted)
+        self._open_threads: ThreadPoolExecutor | None = None
 
     # -- config ------------------------------------------------------------
     @property
@@ -177,14 +224,18 @@ class DiskStore(Store):
         if path is None:
             path = self._path(key)
         fd, header, written = self._open_file(key, path, create, first_points)
+        return self._install(key, fd, header, users=1), header, written
+
+    def _install(self, key: str, fd: int, header: whisper.Header, users: int = 0) -> _Handle:
+        """Put a just-opened descriptor in the cache (retiring one another thread put there)."""
         handle = _Handle(fd, header)
-        handle.users = 1
+        handle.users = users
         with self._fd_lock:
             old = self._fds.pop(key, None)
             if old is not None:
                 self._retire(old)
             self._fds[key] = handle
-        return handle, header, written
+        return handle
 
     def _open_file(self, key: str, path: str, create: bool,
                    first_points: Points | None = None) -> tuple[int, whisper.Header, bool]:
@@ -199,34 +250,50 @@ class DiskStore(Store):
                     self.stats_counters.add("autocreate_refused")
                     raise CycloneError(f"{key}: series does not exist and no autocreate rule matches")
                 raise
-            made_dirs = False
-        else:
-            # one open that finds or makes the file: an empty file is a new series
-            # (or one a crash left before its header was written) and gets its header
-            fd, made_dirs = _open_making_dirs(path, os.O_RDWR | os.O_CREAT)
-        written = False
+            return (fd, *self._opened(key, path, None, fd, None, False))
+        # one open that finds or makes the file: an empty file is a new series
+        # (or one a crash left before its header was written) and gets its header
+        new = self._new_file(metadata, first_points)
         try:
-            size = os.fstat(fd).st_size if metadata is not None else None
-            if size == 0:
-                try:
-                    if first_points is None:
-                        header = whisper.create_fd(fd, metadata.archive_tuples(), metadata.x_files_factor,
-                                                   metadata.agg_method)
-                    else:
-                        header, written = whisper.create_with_points_fd(
-                            fd, metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method,
-                            first_points.timestamps, first_points.values)
-                finally:
-                    self._series_created(key, made_dirs)  # the file exists, whatever went wrong
-                self._remember_header(key, header)
-            else:
-                header = self._opened_header(key, fd, path, size)
+            fd, size, made_dirs = _open_or_create(path, new)
+        except OSError:
+            self._creation_failed(key)
+            raise
+        header, written = self._opened(key, path, new, fd, size, made_dirs)
+        return fd, header, written
+
+    @staticmethod
+    def _new_file(metadata: SeriesMetadata, first_points: Points | None) -> whisper.NewFile:
+        if first_points is None:
+            return whisper.new_file(metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method)
+        return whisper.new_file(metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method,
+                                first_points.timestamps, first_points.values)
+
+    def _opened(self, key: str, path: str, new: whisper.NewFile | None, fd: int, size: int | None,
+                made_dirs: bool) -> tuple[whisper.Header, bool]:
+        """After an open (key lock held): (header, whether the points in `new` are
+        written). `new` is what an empty file got (None: opened without creating;
+        `size` None: not known). Closes `fd` if it raises."""
+        try:
+            if new is None or size:
+                return self._opened_header(key, fd, path, size), False
+            try:
+                whisper.propagate_first_run(fd, new)
+            finally:
+                self._series_created(key, made_dirs)  # the file exists, whatever went wrong
+            self._remember_header(key, new.header)
+            return new.header, new.intervals is not None
         except BaseException as e:
             os.close(fd)
             if isinstance(e, whisper.CorruptWhisperFile):
                 self._forget_header(key)
             raise
-        return fd, header, written
+
+    def _creation_failed(self, key: str) -> None:
+        # a file or directories may have been made before the failure
+        parts = key.split(".")[:-1]
+        for i in range(len(parts) + 1):
+            self._listing_changed(os.sep.join(parts[:i]))
 
     def _series_created(self, key: str, made_dirs: bool) -> None:
         self.stats_counters.add("series_created")
@@ -398,7 +465,11 @@ class DiskStore(Store):
         errors: dict[str, Error] = {}
         written = deleted = 0
         with timed(self.stats_counters, "write_usecs"):
+            done = self._open_many(points_by_key) if len(points_by_key) >= OPEN_BATCH_MIN else {}
             for key, points in points_by_key.items():
+                if key in done:
+                    written += done[key]
+                    continue
                 try:
                     w, d = self._write_one(key, points)
                     written += w
@@ -418,16 +489,58 @@ class DiskStore(Store):
         })
         return errors
 
+    def _open_many(self, points_by_key: dict[str, Points]) -> dict[str, int]:
+        """Open the files of a write's keys that are not open, making new series
+        with their first points, on OPEN_THREADS threads; returns key -> points
+        written that way. Keys it cannot do (no rule, an invalid key, an error)
+        are left to the per-key path, which reports them."""
+        with self._fd_lock:
+            misses = [k for k, p in points_by_key.items() if len(p) and k not in self._fds]
+        if len(misses) < OPEN_BATCH_MIN:
+            return {}
+        jobs = []
+        for key in misses:
+            metadata = self.autocreate.metadata_for(key)
+            if metadata is None:
+                continue
+            try:
+                path = self._path(key)
+            except CycloneError:
+                continue
+            points, has_nan = _first_points(points_by_key[key])
+            jobs.append((key, path, self._new_file(metadata, None if has_nan else points), len(points)))
+        self.stats_counters.add("fd_cache_misses", len(jobs))
+        parts = [jobs[i::OPEN_THREADS] for i in range(OPEN_THREADS)]
+        opened = self._open_pool().map(
+            _open_or_create_all, [[(self._lock_for(key), path, new) for key, path, new, _ in part] for part in parts])
+        done = {}
+        for part, results in zip(parts, opened):
+            for (key, path, new, n), result in zip(part, results):
+                if isinstance(result, OSError):
+                    self._creation_failed(key)
+                    continue
+                fd, size, made_dirs = result
+                with self._lock_for(key):
+                    try:
+                        header, written = self._opened(key, path, new, fd, size, made_dirs)
+                    except Exception:  # the per-key path opens it again and reports
+                        continue
+                    self._install(key, fd, header)
+                if written:
+                    done[key] = n
+        return done
+
+    def _open_pool(self) -> ThreadPoolExecutor:
+        with self._fd_lock:
+            if self._open_threads is None:
+                self._open_threads = ThreadPoolExecutor(OPEN_THREADS, thread_name_prefix="open")
+            return self._open_threads
+
     def _write_one(self, key: str, points: Points) -> tuple[int, int]:
         n = len(points)
         if n == 0:
             return 0, 0
-        if n > 1:
-            points = dedupe_last_wins(points)
-            nan = np.isnan(points.values)
-            has_nan = bool(nan.any())
-        else:
-            has_nan = math.isnan(points.values[0])
+        points, has_nan = _first_points(points)
         with self._lock_for(key):
             handle, header, written = self._series_handle(key, None, create=True,
                                                           first_points=None if has_nan else points)
@@ -443,6 +556,7 @@ class DiskStore(Store):
                 if n == 1:
                     whisper.delete_points_fd(fd, header, points.timestamps)
                     return 0, 1
+                nan = np.isnan(points.values)
                 keep = ~nan
                 if keep.any():
                     whisper.update_many_fd(fd, header, points.timestamps[keep], points.values[keep])
@@ -666,6 +780,10 @@ class DiskStore(Store):
         return super().stats()
 
     def close(self) -> None:
+        with self._fd_lock:
+            pool, self._open_threads = self._open_threads, None
+        if pool is not None:
+            pool.shutdown(wait=True)
         with self._fd_lock:
             for handle in list(self._fds.values()):
                 self._retire(handle)

@@ -1177,24 +1177,53 @@ def create_with_points_fd(fd: int, archive_list: Iterable[Sequence[int]], x_file
     the caller writes the points with update_many_fd. Either way the bytes are
     those of create + update_many.
     """
+    new = new_file(archive_list, x_files_factor, aggregation_method, timestamps, values, now)
+    write_new_file(fd, new)
+    propagate_first_run(fd, new)
+    return new.header, new.intervals is not None
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """What a new series file gets: `data` at offset 0 (the header, and the first
+    points when `intervals` is not None), then sparse zeros up to the file size."""
+
+    header: Header
+    data: bytes
+    intervals: list[int] | np.ndarray | None
+
+
+def new_file(archive_list: Iterable[Sequence[int]], x_files_factor: float, aggregation_method: int | str,
+             timestamps: np.ndarray | None = None, values: np.ndarray | None = None,
+             now: int | None = None) -> NewFile:
+    """The bytes of a new file, computed without touching it (see create_with_points_fd)."""
     header, data = _layout_header(archive_list, x_files_factor, aggregation_method)
-    if now is None:
-        now = int(time.time())
+    if timestamps is None or values is None or not len(timestamps):
+        return NewFile(header, data, None)
     run = _fresh_run(header.archives[0], np.asarray(timestamps, dtype=np.int64),
-                     np.asarray(values, dtype=np.float64), int(now))
+                     np.asarray(values, dtype=np.float64), int(time.time()) if now is None else int(now))
     if run is None:
-        _write_new(fd, header, data, True, False)
-        return header, False
+        return NewFile(header, data, None)
     records, intervals = run
-    os.pwrite(fd, data + records, 0)  # archive 0 starts right after the header
-    os.ftruncate(fd, header.file_size)
-    if len(header.archives) > 1:
-        first = int(intervals[0])
-        if len(intervals) == 1:
-            _propagate_point(fd, header, 0, first, first)
-        else:
-            _propagate_chain(fd, header, 0, np.asarray(intervals, dtype=np.int64), True, first)
-    return header, True
+    return NewFile(header, data + records, intervals)  # archive 0 starts right after the header
+
+
+def write_new_file(fd: int, new: NewFile) -> None:
+    """Give an empty file its bytes and its full (sparse) size."""
+    os.pwrite(fd, new.data, 0)
+    os.ftruncate(fd, new.header.file_size)
+
+
+def propagate_first_run(fd: int, new: NewFile) -> None:
+    """After write_new_file: carry the first points into the lower archives."""
+    header, intervals = new.header, new.intervals
+    if intervals is None or len(header.archives) == 1:
+        return
+    first = int(intervals[0])
+    if len(intervals) == 1:
+        _propagate_point(fd, header, 0, first, first)
+    else:
+        _propagate_chain(fd, header, 0, np.asarray(intervals, dtype=np.int64), True, first)
 
 
 def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray,

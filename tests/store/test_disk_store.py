@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 import whisper as pywhisper
 
 from cyclone.series import ArchiveArg, Points, SeriesMetadata
-from cyclone.store.disk import DiskStore
+from cyclone.store.autocreate import AutocreateRules
+from cyclone.store.disk import CachedDiskStore, DiskStore
 
 from .conftest import now_aligned, pts, values_at
 
@@ -208,6 +210,84 @@ def test_header_cache_serves_reopens_and_file_limit_0_keeps_none(tmp_path, rules
         store.file_limit = 0  # live: drops what is cached
         assert store.stats()["cached_headers"] == 0
         store.close()
+
+
+def _series_of_a_batch(t: int) -> dict[str, list[tuple[int, float]]]:
+    """Enough keys for the parallel open path (OPEN_BATCH_MIN), of every kind a write meets."""
+    from cyclone.store.disk import OPEN_BATCH_MIN
+
+    out = {f"batch.one.k{i}": [(t, float(i))] for i in range(OPEN_BATCH_MIN)}
+    out["batch.run"] = [(t - 60 * i, 0.5 * i) for i in range(40)][::-1]  # propagates to the hour archive
+    out["batch.gap"] = [(t - 600, 1.0), (t, 2.0)]  # not one run: header first, then update
+    out["batch.dup"] = [(t, 1.0), (t, 9.0)]  # the last value for a timestamp wins
+    out["batch.nan"] = [(t, float("nan"))]  # a delete on a new series: an empty series
+    return out
+
+
+def test_a_batch_of_new_series_gives_the_bytes_of_whisper_create_and_update_many(disk_store, tmp_path):
+    t = now_aligned()
+    series = _series_of_a_batch(t)
+    assert disk_store.write({k: pts(v) for k, v in series.items()}) == {}
+    assert disk_store.stats()["series_created"] == len(series)
+    for key, pairs in series.items():
+        ours = os.path.join(disk_store.directory, *key.split(".")) + ".wsp"
+        theirs = str(tmp_path / f"{key}.wsp")
+        pywhisper.create(theirs, [(60, 1440), (3600, 720)], 0.5, "average")
+        good = [(ts, v) for ts, v in dict(pairs).items() if v == v]
+        if good:
+            pywhisper.update_many(theirs, good)
+        with open(ours, "rb") as a, open(theirs, "rb") as b:
+            assert a.read() == b.read(), key
+    r = disk_store.read(["batch.*"], t - 3600, t + 60)["batch.*"]
+    assert values_at(r["batch.dup"], [t]) == [9.0] and values_at(r["batch.gap"], [t - 600, t]) == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("cls", [DiskStore, CachedDiskStore])
+def test_a_batch_mixing_new_open_closed_bad_and_corrupt_series(tmp_path, cls):
+    rules = AutocreateRules([["mix.**", "60:1d,1h:30d", 0.5, "average"]])
+    disk_store = cls(str(tmp_path / "data"), rules, open_file_cache_size=8)
+    t = now_aligned()
+    disk_store.write({"mix.old.a": pts([(t - 60, 1.0)]), "mix.old.b": pts([(t - 60, 2.0)])})
+    corrupt = os.path.join(disk_store.directory, "mix", "corrupt.wsp")
+    with open(corrupt, "wb") as f:
+        f.write(b"not a whisper file at all")
+    batch = {f"mix.new.k{i}": pts([(t, float(i))]) for i in range(40)}  # more than the fd cache (8)
+    batch.update({"mix.old.a": pts([(t, 10.0)]), "mix.old.b": pts([(t, 20.0)]),
+                  "nocreate.x": pts([(t, 1.0)]), "mix..bad": pts([(t, 1.0)]), "mix.corrupt": pts([(t, 1.0)])})
+    errors = disk_store.write(batch)
+    assert set(errors) == {"nocreate.x", "mix..bad", "mix.corrupt"}
+    assert "no autocreate rule" in errors["nocreate.x"].description
+    assert "corrupt" in errors["mix.corrupt"].description.lower()
+    r = disk_store.read(["mix.new.*", "mix.old.*"], t - 120, t + 60)
+    assert [values_at(r["mix.new.*"][f"mix.new.k{i}"], [t])[0] for i in range(40)] == [float(i) for i in range(40)]
+    assert values_at(r["mix.old.*"]["mix.old.a"], [t - 60, t]) == [1.0, 10.0]
+    assert values_at(r["mix.old.*"]["mix.old.b"], [t - 60, t]) == [2.0, 20.0]
+    assert not os.path.exists(os.path.join(disk_store.directory, "nocreate"))
+    assert disk_store.stats()["open_files"] <= 8
+    disk_store.close()
+
+
+def test_concurrent_batches_creating_the_same_series_lose_nothing(disk_store):
+    import threading
+
+    t = now_aligned()
+    keys = [f"race.k{i}" for i in range(64)]
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def writer(j: int) -> None:
+        barrier.wait()  # four writers create the same new series at once, each its own timestamp
+        errors.append(disk_store.write({k: pts([(t - 60 * j, float(j))]) for k in keys}))
+
+    threads = [threading.Thread(target=writer, args=(j,)) for j in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert errors == [{}, {}, {}, {}]
+    r = disk_store.read(["race.*"], t - 300, t + 60)["race.*"]
+    for k in keys:
+        assert values_at(r[k], [t - 180, t - 120, t - 60, t]) == [3.0, 2.0, 1.0, 0.0], k
 
 
 def test_plain_disk_store_sees_files_made_by_other_processes(tmp_path, rules):
