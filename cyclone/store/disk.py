@@ -105,6 +105,21 @@ def _open_or_create_all(jobs: list[tuple[threading.Lock, str, whisper.NewFile]]
     return out
 
 
+def _split_by_directory(jobs: list[tuple], n: int) -> list[list[tuple]]:
+    """`n` shares of (key, path, ...) jobs, each directory in one share where there
+    are several: creating files in one directory is serialized by its lock, so
+    threads overlap only across directories. One directory: every n-th job."""
+    by_dir: dict[str, list[tuple]] = {}
+    for job in jobs:
+        by_dir.setdefault(os.path.dirname(job[1]), []).append(job)
+    if len(by_dir) < n:
+        return [jobs[i::n] for i in range(n)]
+    parts: list[list[tuple]] = [[] for _ in range(n)]
+    for group in sorted(by_dir.values(), key=len, reverse=True):
+        min(parts, key=len).extend(group)
+    return parts
+
+
 class _Handle:
     """An open descriptor shared by threads; closed when retired and unused."""
 
@@ -510,7 +525,7 @@ class DiskStore(Store):
             points, has_nan = _first_points(points_by_key[key])
             jobs.append((key, path, self._new_file(metadata, None if has_nan else points), len(points)))
         self.stats_counters.add("fd_cache_misses", len(jobs))
-        parts = [jobs[i::OPEN_THREADS] for i in range(OPEN_THREADS)]
+        parts = _split_by_directory(jobs, OPEN_THREADS)
         opened = self._open_pool().map(
             _open_or_create_all, [[(self._lock_for(key), path, new) for key, path, new, _ in part] for part in parts])
         done = {}

@@ -267,6 +267,17 @@ def test_a_batch_mixing_new_open_closed_bad_and_corrupt_series(tmp_path, cls):
     disk_store.close()
 
 
+def test_open_jobs_split_by_directory_between_threads():
+    from cyclone.store.disk import _split_by_directory
+
+    jobs = [(f"{d}.k{i}", f"/data/{d}/k{i}.wsp") for d, n in (("a", 5), ("b", 3), ("c", 2)) for i in range(n)]
+    parts = _split_by_directory(jobs, 2)
+    assert [sorted({os.path.dirname(p) for _, p in part}) for part in parts] == [["/data/a"], ["/data/b", "/data/c"]]
+    assert sorted(j for part in parts for j in part) == sorted(jobs)
+    one_dir = jobs[:5]
+    assert _split_by_directory(one_dir, 2) == [one_dir[0::2], one_dir[1::2]]
+
+
 def test_concurrent_batches_creating_the_same_series_lose_nothing(disk_store):
     import threading
 
