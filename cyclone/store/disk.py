@@ -29,12 +29,14 @@ files, directories, descriptors and locking:
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -66,6 +68,7 @@ LOCK_STRIPES = 1024
 # series 82 -> 45-56 us; four threads are no faster than two)
 OPEN_THREADS = 2
 OPEN_BATCH_MIN = 16
+OPEN_ROUND = 256  # files a round opens; at most 3 rounds open at once, inside fdlimit.RESERVED_FDS
 
 
 def _open_making_dirs(path: str, flags: int) -> tuple[int, bool]:
@@ -525,24 +528,38 @@ class DiskStore(Store):
             points, has_nan = _first_points(points_by_key[key])
             jobs.append((key, path, self._new_file(metadata, None if has_nan else points), len(points)))
         self.stats_counters.add("fd_cache_misses", len(jobs))
-        parts = _split_by_directory(jobs, OPEN_THREADS)
-        opened = self._open_pool().map(
-            _open_or_create_all, [[(self._lock_for(key), path, new) for key, path, new, _ in part] for part in parts])
-        done = {}
-        for part, results in zip(parts, opened):
-            for (key, path, new, n), result in zip(part, results):
-                if isinstance(result, OSError):
-                    self._creation_failed(key)
-                    continue
-                fd, size, made_dirs = result
-                with self._lock_for(key):
-                    try:
-                        header, written = self._opened(key, path, new, fd, size, made_dirs)
-                    except Exception:  # the per-key path opens it again and reports
+        pool = self._open_pool()
+
+        def submit(chunk: list[tuple]) -> tuple[list[list[tuple]], list[Future]]:
+            parts = _split_by_directory(chunk, OPEN_THREADS)
+            return parts, [pool.submit(_open_or_create_all,
+                                       [(self._lock_for(key), path, new) for key, path, new, _ in part])
+                           for part in parts]
+
+        # rounds of OPEN_ROUND files, the next one opening while this one is put in the
+        # cache: a bounded number of descriptors is open beyond the cache's
+        chunks = iter([jobs[i:i + OPEN_ROUND] for i in range(0, len(jobs), OPEN_ROUND)])
+        in_flight = deque(submit(chunk) for chunk in itertools.islice(chunks, 2))
+        done: dict[str, int] = {}
+        while in_flight:
+            parts, futures = in_flight.popleft()
+            following = next(chunks, None)
+            if following is not None:
+                in_flight.append(submit(following))
+            for part, future in zip(parts, futures):
+                for (key, path, new, n), result in zip(part, future.result()):
+                    if isinstance(result, OSError):
+                        self._creation_failed(key)
                         continue
-                    self._install(key, fd, header)
-                if written:
-                    done[key] = n
+                    fd, size, made_dirs = result
+                    with self._lock_for(key):
+                        try:
+                            header, written = self._opened(key, path, new, fd, size, made_dirs)
+                        except Exception:  # the per-key path opens it again and reports
+                            continue
+                        self._install(key, fd, header)
+                    if written:
+                        done[key] = n
         return done
 
     def _open_pool(self) -> ThreadPoolExecutor:

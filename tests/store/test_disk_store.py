@@ -267,6 +267,18 @@ def test_a_batch_mixing_new_open_closed_bad_and_corrupt_series(tmp_path, cls):
     disk_store.close()
 
 
+def test_a_write_of_more_new_series_than_three_open_rounds(disk_store):
+    from cyclone.store.disk import OPEN_ROUND
+
+    t = now_aligned()
+    n = 3 * OPEN_ROUND + 7
+    batch = {f"rounds.d{i % 5}.k{i}": pts([(t, float(i))]) for i in range(n)}
+    assert disk_store.write(batch) == {}
+    assert disk_store.stats()["series_created"] == n and disk_store.stats()["open_files"] <= 8
+    r = disk_store.read(["rounds.*.*"], t - 60, t + 60)["rounds.*.*"]
+    assert {k: values_at(v, [t])[0] for k, v in r.items()} == {k: p.values[0] for k, p in batch.items()}
+
+
 def test_open_jobs_split_by_directory_between_threads():
     from cyclone.store.disk import _split_by_directory
 
