@@ -29,34 +29,33 @@ PYTHON = sys.executable
 PROMPT = b"cyclone> "
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (best effort)."""
-    for _ in range(50):
+    """A port free for both TCP and UDP on 127.0.0.1 (best effort), never one this
+    process handed out before: the kernel may give the same ephemeral port to two
+    bind(0) calls in a row, and a test that configures two listeners on one port
+    sees a server that fails to start, or a port someone else answers on."""
+    for _ in range(200):
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        if port in _HANDED_OUT:
+            continue
         other = socket.SOCK_DGRAM if kind == socket.SOCK_STREAM else socket.SOCK_STREAM
         try:
             with socket.socket(socket.AF_INET, other) as s2:
                 s2.bind(("127.0.0.1", port))
         except OSError:
             continue
+        _HANDED_OUT.add(port)
         return port
     raise RuntimeError("no free port")
 
 
-def distinct_free_ports(n: int) -> list[int]:
-    """n different free ports (free_port alone may hand out a port twice in a row)."""
-    ports: list[int] = []
-    while len(ports) < n:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
-
-
 def base_config(data_dir: Path, rules: list | None = None, **overrides: Any) -> dict[str, Any]:
-    line, pickle_, shell, http, thrift = distinct_free_ports(5)
+    line, pickle_, shell, http, thrift = (free_port() for _ in range(5))
     cfg: dict[str, Any] = {
         "hostname": "testhost",
         "line_stream_listen": [f"127.0.0.1:{line}"],
