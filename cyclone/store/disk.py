@@ -19,7 +19,9 @@ files, directories, descriptors and locking:
   their first points) on two threads of its own, each file under its key
   lock: creating a file is mostly kernel time, which the threads overlap
   while the calling thread waits without the GIL (on ext4 a new series
-  costs 45-67 instead of 95-100 µs);
+  costs 47-67 instead of 95-100 µs). Each directory goes to one thread, as
+  creations in one directory are serialized by its lock; rounds of
+  OPEN_ROUND files bound the descriptors open beyond the cache's;
 - DiskStore re-reads the header on every call (other processes may edit
   files underneath it); CachedDiskStore keeps the header of an open file
   with its descriptor, caches headers of closed ones (`file_limit`) and
@@ -64,8 +66,8 @@ from cyclone.store.base import Store, timed
 SUFFIX = ".wsp"
 LOCK_STRIPES = 1024
 # files a write opens (creating new series) on threads of their own: creating a
-# file is mostly kernel time, which two threads overlap (measured on ext4: a new
-# series 82 -> 45-56 us; four threads are no faster than two)
+# file is mostly kernel time, which two threads overlap (see the module docstring;
+# four threads are no faster than two on ext4, and threads do not help on tmpfs)
 OPEN_THREADS = 2
 OPEN_BATCH_MIN = 16
 OPEN_ROUND = 256  # files a round opens; at most 3 rounds open at once, inside fdlimit.RESERVED_FDS
