@@ -9,7 +9,7 @@ these objects around unchanged. Every per-key result carries its own
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Container, Sequence
 
 import numpy as np
 
@@ -131,6 +131,13 @@ def group_columns(keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> dict
         out[key] = Points.wrap(sts[start:end], svals[start:end])
         start = end
     return out
+
+
+def drop_rows(keys: Sequence[str | None], ts: np.ndarray, vals: np.ndarray,
+              drop: Container[str | None]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Parallel columns without the rows whose key is in `drop`."""
+    keep = np.fromiter((k not in drop for k in keys), dtype=bool, count=len(keys))
+    return [k for k in keys if k not in drop], ts[keep], vals[keep]
 
 
 @dataclass

@@ -33,6 +33,7 @@ import numpy as np
 
 from twisted.internet.protocol import Protocol
 
+from cyclone.series import drop_rows
 from cyclone.stats import Counters
 
 log = logging.getLogger(__name__)
@@ -326,10 +327,8 @@ class IngestPipeline:
         undecodable = bad_keys = 0
         if bad:
             bad_keys = len(set(bad))
-            keep = np.fromiter((k is not None for k in skeys), dtype=bool, count=n)
-            skeys = [k for k in skeys if k is not None]
+            skeys, ts, vals = drop_rows(skeys, ts, vals, (None,))
             undecodable = n - len(skeys)
-            ts, vals = ts[keep], vals[keep]
         errors: dict[str, Any] = {}
         refused_points = invalid = 0
         for start in range(0, len(skeys), WRITE_CHUNK):

@@ -284,10 +284,8 @@ class DiskStore(Store):
 
     @staticmethod
     def _new_file(metadata: SeriesMetadata, first_points: Points | None) -> whisper.NewFile:
-        if first_points is None:
-            return whisper.new_file(metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method)
-        return whisper.new_file(metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method,
-                                first_points.timestamps, first_points.values)
+        ts, vals = (None, None) if first_points is None else (first_points.timestamps, first_points.values)
+        return whisper.new_file(metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method, ts, vals)
 
     def _opened(self, key: str, path: str, new: whisper.NewFile | None, fd: int, size: int | None,
                 made_dirs: bool) -> tuple[whisper.Header, bool]:
@@ -310,13 +308,15 @@ class DiskStore(Store):
             raise
 
     def _creation_failed(self, key: str) -> None:
-        # a file or directories may have been made before the failure
-        parts = key.split(".")[:-1]
-        for i in range(len(parts) + 1):
-            self._listing_changed(os.sep.join(parts[:i]))
+        self._listings_changed(key, made_dirs=True)  # a file or directories may exist now
 
     def _series_created(self, key: str, made_dirs: bool) -> None:
         self.stats_counters.add("series_created")
+        self._listings_changed(key, made_dirs)
+
+    def _listings_changed(self, key: str, made_dirs: bool) -> None:
+        """A file for `key` appeared: its directory's listing changed, and with
+        `made_dirs` every ancestor's."""
         if made_dirs:
             parts = key.split(".")[:-1]
             for i in range(len(parts) + 1):
@@ -412,12 +412,7 @@ class DiskStore(Store):
             os.close(fd)
             os.unlink(path)
             raise
-        handle = _Handle(fd, header)
-        with self._fd_lock:
-            old = self._fds.pop(key, None)
-            if old is not None:
-                self._retire(old)
-            self._fds[key] = handle
+        self._install(key, fd, header)
         self._remember_header(key, header)
         self._series_created(key, made_dirs)
 

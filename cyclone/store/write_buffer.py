@@ -37,7 +37,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -51,6 +51,7 @@ from cyclone.series import (
     ReadAllResult,
     ReadResult,
     SeriesMetadata,
+    drop_rows,
 )
 from cyclone.store.autocreate import AutocreateRules
 from cyclone.store.base import Store, timed
@@ -74,43 +75,33 @@ class _Generation:
     def append(self, points_by_key: dict[str, Points], front: bool = False) -> int:
         """Add points (`front`: ahead of everything buffered, for points put back
         after a failed flush); returns how many."""
-        ids_of = self.ids_of
-        keys = self.keys
-        counts = []
-        key_ids = []
-        ts_parts = []
-        val_parts = []
-        for key, points in points_by_key.items():
-            n = len(points)
-            if not n:
-                continue
-            kid = ids_of.get(key)
-            if kid is None:
-                kid = ids_of[key] = len(keys)
-                keys.append(key)
-            key_ids.append(kid)
-            counts.append(n)
-            ts_parts.append(points.timestamps)
-            val_parts.append(points.values)
-        if not counts:
+        items = [(key, points) for key, points in points_by_key.items() if len(points)]
+        if not items:
             return 0
+        self._register(key for key, _ in items)
+        ids_of = self.ids_of
         # copies (concatenate copies too): chunks are never changed in place, which
         # is what lets readers use them outside the lock (see `chunks`)
-        ids = np.repeat(np.array(key_ids, dtype=np.int32), counts)
-        ts = np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0].astype(np.int64)
-        vals = np.concatenate(val_parts) if len(val_parts) > 1 else val_parts[0].copy()
+        ids = np.repeat(np.array([ids_of[key] for key, _ in items], dtype=np.int32),
+                        [len(points) for _, points in items])
+        ts = np.concatenate([p.timestamps for _, p in items]).astype(np.int64, copy=False)
+        vals = np.concatenate([p.values for _, p in items])
         return self._add_chunk(ids, ts, vals, front)
 
     def append_columns(self, keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> int:
         """Add parallel columns, one row per point; returns how many."""
+        self._register(dict.fromkeys(keys))
+        ids = np.fromiter(map(self.ids_of.__getitem__, keys), dtype=np.int32, count=len(keys))
+        return self._add_chunk(ids, ts.astype(np.int64), vals.astype(np.float64), False)
+
+    def _register(self, keys: Iterable[str]) -> None:
+        """Give the keys not buffered here yet their ids, in order."""
         ids_of = self.ids_of
         known = self.keys
-        for key in dict.fromkeys(keys):
+        for key in keys:
             if key not in ids_of:
                 ids_of[key] = len(known)
                 known.append(key)
-        ids = np.fromiter(map(ids_of.__getitem__, keys), dtype=np.int32, count=len(keys))
-        return self._add_chunk(ids, ts.astype(np.int64), vals.astype(np.float64), False)
 
     def _add_chunk(self, ids: np.ndarray, ts: np.ndarray, vals: np.ndarray, front: bool) -> int:
         """Add columns the generation owns (never changed afterwards)."""
@@ -333,27 +324,24 @@ class WriteBufferStore(Store):
                 self._flush_keys_now(set(accepted))
                 errors.update(self.store.write(accepted, True, local_only))
             return errors
-        with self._lock:
-            n = self._current.append(accepted)
-            self._wakeup.notify()
-        self.stats_counters.add_many({"write_batches": 1, "points_buffered": n})
+        self._buffer(lambda gen: gen.append(accepted))
         return errors
 
     def write_columns(self, keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> dict[str, Error]:
         """Buffer parallel columns as they are: no Points per series."""
         errors = self._refusals(dict.fromkeys(keys))
         if errors:
-            keep = np.fromiter((k not in errors for k in keys), dtype=bool, count=len(keys))
-            keys = [k for k in keys if k not in errors]
-            ts = ts[keep]
-            vals = vals[keep]
-        if not len(keys):
-            return errors
+            keys, ts, vals = drop_rows(keys, ts, vals, errors)
+        if len(keys):
+            self._buffer(lambda gen: gen.append_columns(keys, ts, vals))
+        return errors
+
+    def _buffer(self, add: Callable[[_Generation], int]) -> None:
+        """Add to the current generation (`add` returns how many points) and wake the flusher."""
         with self._lock:
-            n = self._current.append_columns(keys, ts, vals)
+            n = add(self._current)
             self._wakeup.notify()
         self.stats_counters.add_many({"write_batches": 1, "points_buffered": n})
-        return errors
 
     def _refusals(self, keys: Iterable[str]) -> dict[str, Error]:
         """Errors for the keys a write must refuse: invalid, or not existing with
