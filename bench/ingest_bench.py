@@ -21,7 +21,9 @@ frames of 500 datapoints like carbon-relay sends. Measured:
   until the bench ends, because on ext4 without a journal creating files
   within a few minutes of deleting many costs up to 1 ms each (the kernel
   skips recently deleted inodes one by one while their inode table blocks
-  are dirty); start the bench several minutes after deleting a large tree. Cyclone's modules are byte-compiled first, as
+  are dirty); start the bench several minutes after deleting a large tree.
+  Before each run the bench syncs, so no run pays for the writeback of the
+  files the one before it made. Cyclone's modules are byte-compiled first, as
   pip did for carbon's.
 
 Both servers use the same retention (60s:1d, one archive) and the same
@@ -353,6 +355,9 @@ def send_and_measure_accept(port: int, payload: bytes) -> float:
 def run_one(system: str, protocol: str, shape: tuple[int, int], payloads: dict, tmp: Path, write_threads: int,
             timeout: float) -> Result:
     n_series, n_points = shape
+    # write back what earlier runs left dirty: otherwise the kernel throttles or
+    # flushes it during this run, which then pays for the one before it
+    os.sync()
     workdir = Path(tempfile.mkdtemp(prefix=f"{system}-{protocol}-", dir=tmp))
     server: Server = CycloneServer(workdir, write_threads) if system == "cyclone" else CarbonServer(workdir)
     load: Load = payloads["load"]
