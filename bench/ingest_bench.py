@@ -11,9 +11,14 @@ frames of 500 datapoints like carbon-relay sends. Measured:
 - accepted pts/s: points / time until the client's last send returned and
   the server closed the connection after reading everything;
 - persisted pts/s: points / time until every point is readable from the
-  whisper files (a checker in this process reads the files round-robin
-  every 20 ms, spending at most 2 ms a sweep on files not yet complete, so
-  it neither favours a write order nor steals much CPU);
+  whisper files. That time is the last modification time (st_mtime) of the
+  series' files, taken once a check has found every file holding exactly
+  its points. The check (two small preads a file, in this process) runs
+  only while the server is quiet (its CPU time still for QUIET_SECS), so it
+  takes no CPU from the server it measures and adds no lag of its own: a
+  checker polling during the writes is either slow to see the last file
+  (round-robin: once past the write front, it must go round every missing
+  file before it comes back) or favours one write order;
 - CPU seconds (user+system, and the system part alone) of the server
   process during the run, and its peak RSS (VmHWM), via psutil / procfs.
   File creation is mostly kernel time: on a disk where creating an inode is
@@ -41,6 +46,7 @@ from __future__ import annotations
 import argparse
 import compileall
 import json
+import math
 import os
 import pickle
 import shutil
@@ -51,7 +57,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,22 +120,18 @@ class Load:
 
 
 class Checker:
-    """Which series still lack points on disk; one pread per whisper file, no whisper library.
+    """Which series still lack points on disk; no whisper library.
 
     whisper places a point in a one-archive file at slot
     ((ts - base) / step) % points, where base is the timestamp in slot 0 (the
     first point ever written); a series' points are consecutive intervals,
     so their slots are one range, read and compared in one go.
-    The checker must cost far less than the servers it measures: it shares
-    the machine with them.
     """
-
-    MISS_BUDGET_SECS = 0.002
 
     def __init__(self, data_dir: Path, load: Load) -> None:
         self.data_dir = data_dir
         self.load = load
-        self.remaining = deque(range(load.n_series))
+        self.remaining = list(range(load.n_series))
         self.expected_ts = np.array([load.ts(i) for i in range(load.n_points)], dtype=np.int64)
         self.offsets = np.arange(load.n_points, dtype=np.float64)
 
@@ -172,23 +173,34 @@ class Checker:
         return rec.tobytes()
 
     def sweep(self) -> int:
-        """Check the remaining series round-robin from where the last sweep
-        stopped: a complete one is dropped, an incomplete one goes to the back,
-        and the sweep ends after MISS_BUDGET_SECS spent on incomplete ones (or
-        one round). Every file is read once when complete, which any checker
-        must do, plus a bounded time of misses per sweep (the checker must not
-        steal the CPU it measures); no write order is favoured."""
-        rem = self.remaining
-        missed = 0.0
-        for _ in range(len(rem)):
-            s = rem.popleft()
-            t0 = time.perf_counter()
-            if not self.complete(s):
-                rem.append(s)
-                missed += time.perf_counter() - t0
-                if missed >= self.MISS_BUDGET_SECS:
-                    break
-        return len(rem)
+        """Check every series not yet complete; returns how many still are not."""
+        self.remaining = [s for s in self.remaining if not self.complete(s)]
+        return len(self.remaining)
+
+    def last_write_ns(self) -> int:
+        """The latest st_mtime of the series' files (call once all are complete)."""
+        return max(os.stat(self.path(s)).st_mtime_ns for s in range(self.load.n_series))
+
+
+QUIET_SECS = 0.25      # the server counts as quiet when its CPU time grew less than
+QUIET_CPU_SHARE = 0.1  # this share of QUIET_SECS in the last QUIET_SECS
+
+
+def cpu_secs(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def wait_until_persisted(proc: psutil.Process, checker: Checker, deadline: float) -> None:
+    """Check the files each time the server has been quiet for QUIET_SECS, until
+    every series is complete or the deadline passes."""
+    before = cpu_secs(proc)
+    while time.perf_counter() < deadline:
+        time.sleep(QUIET_SECS)
+        now = cpu_secs(proc)
+        if now - before < QUIET_SECS * QUIET_CPU_SHARE and not checker.sweep():
+            return
+        before = cpu_secs(proc)
 
 
 class Server:
@@ -366,15 +378,13 @@ def run_one(system: str, protocol: str, shape: tuple[int, int], payloads: dict, 
     try:
         proc = psutil.Process(server.proc.pid)
         cpu0 = proc.cpu_times()
-        t0 = time.perf_counter()
+        t0_ns = time.time_ns()
         port = server.line_port if protocol == "line" else server.pickle_port
         accept = send_and_measure_accept(port, payload)
         checker = Checker(server.data_dir, load)
-        deadline = time.perf_counter() + timeout
-        while checker.sweep() and time.perf_counter() < deadline:
-            time.sleep(0.02)
-        persist = time.perf_counter() - t0
+        wait_until_persisted(proc, checker, time.perf_counter() + timeout)
         complete = not checker.remaining
+        persist = (checker.last_write_ns() - t0_ns) / 1e9 if complete else math.inf
         cpu1 = proc.cpu_times()
         cpu = cpu1.user + cpu1.system - cpu0.user - cpu0.system
         sys_cpu = cpu1.system - cpu0.system
