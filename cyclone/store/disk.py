@@ -97,21 +97,35 @@ def _open_or_create(path: str, new: whisper.NewFile) -> tuple[int, int, bool]:
     return fd, size, made_dirs
 
 
-def _open_or_create_all(jobs: list[tuple[threading.Lock, str, whisper.NewFile]]
-                        ) -> list[tuple[int, int, bool] | OSError]:
-    """_open_or_create for many files, each under its lock (runs on an open thread)."""
+def _open_or_create_all(jobs: list[tuple]) -> list[tuple[int, int, bool] | OSError]:
+    """_open_or_create for many (lock, path, NewFile, ...) jobs, each under its
+    lock (runs on an open thread)."""
     out: list[tuple[int, int, bool] | OSError] = []
-    for lock, path, new in jobs:
-        with lock:
+    for job in jobs:
+        with job[0]:
             try:
-                out.append(_open_or_create(path, new))
+                out.append(_open_or_create(job[1], job[2]))
             except OSError as e:
                 out.append(e)
     return out
 
 
+def _changed_listings(key: str, made_dirs: bool) -> list[str]:
+    """Directories (relative) whose listing changes when `key`'s file appears: its
+    own, and with `made_dirs` every ancestor's."""
+    if made_dirs:
+        parts = key.split(".")[:-1]
+        return [os.sep.join(parts[:i]) for i in range(len(parts) + 1)]
+    return [key.rpartition(".")[0].replace(".", os.sep)]
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 def _split_by_directory(jobs: list[tuple], n: int) -> list[list[tuple]]:
-    """`n` shares of (key, path, ...) jobs, each directory in one share where there
+    """`n` shares of (_, path, ...) jobs, each directory in one share where there
     are several: creating files in one directory is serialized by its lock, so
     threads overlap only across directories. One directory: every n-th job."""
     by_dir: dict[str, list[tuple]] = {}
@@ -173,6 +187,8 @@ class DiskStore(Store):
         # key -> _Handle; an evicted handle is retired (closed once unused)
         self._fds = LRU(max(1, fd_budget(open_file_cache_size)), callback=self._evicted)
         self._open_threads: ThreadPoolExecutor | None = None
+        self._unused_fds: list[int] = []  # retired descriptors no thread uses, to close
+        self._layouts: dict[int, tuple] = {}  # id(metadata) -> (metadata, Header, header bytes)
 
     # -- config ------------------------------------------------------------
     @property
@@ -184,6 +200,7 @@ class DiskStore(Store):
         with self._fd_lock:
             self._open_file_cache_size = size
             self._fds.set_size(max(1, fd_budget(size)))
+        self._close_unused()
 
     def describe(self) -> str:
         return f"{type(self).__name__}({self.directory})"
@@ -207,10 +224,20 @@ class DiskStore(Store):
         self._retire(handle)
 
     def _retire(self, handle: _Handle) -> None:
-        # called with _fd_lock held
+        """Take a handle out of use (_fd_lock held): its descriptor is closed once
+        no thread uses it, by whoever then calls _close_unused (not under the lock)."""
         handle.retired = True
         if handle.users == 0:
-            os.close(handle.fd)
+            self._unused_fds.append(handle.fd)
+
+    def _take_unused_fds(self) -> list[int]:
+        with self._fd_lock:
+            fds, self._unused_fds = self._unused_fds, []
+        return fds
+
+    def _close_unused(self) -> None:
+        if self._unused_fds:
+            _close_all(self._take_unused_fds())
 
     def _series_handle(self, key: str, path: str | None, create: bool = False,
                        first_points: Points | None = None) -> tuple[_Handle, whisper.Header, bool]:
@@ -244,17 +271,20 @@ class DiskStore(Store):
         if path is None:
             path = self._path(key)
         fd, header, written = self._open_file(key, path, create, first_points)
-        return self._install(key, fd, header, users=1), header, written
+        handle = self._install(key, fd, header, users=1)
+        self._close_unused()
+        return handle, header, written
 
     def _install(self, key: str, fd: int, header: whisper.Header, users: int = 0) -> _Handle:
-        """Put a just-opened descriptor in the cache (retiring one another thread put there)."""
+        """Put a just-opened descriptor in the cache (retiring one another thread put
+        there, and what the cache evicts: the caller then calls _close_unused)."""
         handle = _Handle(fd, header)
         handle.users = users
         with self._fd_lock:
-            old = self._fds.pop(key, None)
-            if old is not None:
-                self._retire(old)
-            self._fds[key] = handle
+            fds = self._fds
+            if key in fds:  # cheaper than pop(key, None) for the usual miss
+                self._retire(fds.pop(key))
+            fds[key] = handle
         return handle
 
     def _open_file(self, key: str, path: str, create: bool,
@@ -282,23 +312,37 @@ class DiskStore(Store):
         header, written = self._opened(key, path, new, fd, size, made_dirs)
         return fd, header, written
 
-    @staticmethod
-    def _new_file(metadata: SeriesMetadata, first_points: Points | None) -> whisper.NewFile:
-        ts, vals = (None, None) if first_points is None else (first_points.timestamps, first_points.values)
-        return whisper.new_file(metadata.archive_tuples(), metadata.x_files_factor, metadata.agg_method, ts, vals)
+    def _new_file(self, metadata: SeriesMetadata, first_points: Points | None) -> whisper.NewFile:
+        """What a new file of `metadata` gets (the layout is computed once per rule)."""
+        cached = self._layouts.get(id(metadata))
+        if cached is None or cached[0] is not metadata:
+            if len(self._layouts) >= 64:
+                self._layouts.clear()
+            cached = (metadata, *whisper.layout_header(metadata.archive_tuples(), metadata.x_files_factor,
+                                                       metadata.agg_method))
+            self._layouts[id(metadata)] = cached
+        _, header, data = cached
+        if first_points is None:
+            return whisper.NewFile(header, data, None)
+        return whisper.new_file_in_layout(header, data, first_points.timestamps, first_points.values)
 
     def _opened(self, key: str, path: str, new: whisper.NewFile | None, fd: int, size: int | None,
-                made_dirs: bool) -> tuple[whisper.Header, bool]:
+                made_dirs: bool, created: list[tuple[str, bool]] | None = None) -> tuple[whisper.Header, bool]:
         """After an open (key lock held): (header, whether the points in `new` are
         written). `new` is what an empty file got (None: opened without creating;
-        `size` None: not known). Closes `fd` if it raises."""
+        `size` None: not known). A new series is counted and its listings
+        invalidated here, or, with `created`, appended there for the caller to do
+        in one go. Closes `fd` if it raises."""
         try:
             if new is None or size:
                 return self._opened_header(key, fd, path, size), False
             try:
                 whisper.propagate_first_run(fd, new)
-            finally:
-                self._series_created(key, made_dirs)  # the file exists, whatever went wrong
+            finally:  # the file exists, whatever went wrong
+                if created is None:
+                    self._series_created(key, made_dirs)
+                else:
+                    created.append((key, made_dirs))
             self._remember_header(key, new.header)
             return new.header, new.intervals is not None
         except BaseException as e:
@@ -311,24 +355,29 @@ class DiskStore(Store):
         self._listings_changed(key, made_dirs=True)  # a file or directories may exist now
 
     def _series_created(self, key: str, made_dirs: bool) -> None:
-        self.stats_counters.add("series_created")
-        self._listings_changed(key, made_dirs)
+        self._many_created([(key, made_dirs)])
+
+    def _many_created(self, created: list[tuple[str, bool]]) -> None:
+        """Count new series (key, made directories) and invalidate their listings."""
+        if not created:
+            return
+        self.stats_counters.add("series_created", len(created))
+        changed: set[str] = set()
+        for key, made_dirs in created:
+            changed.update(_changed_listings(key, made_dirs))
+        for relpath in changed:
+            self._listing_changed(relpath)
 
     def _listings_changed(self, key: str, made_dirs: bool) -> None:
-        """A file for `key` appeared: its directory's listing changed, and with
-        `made_dirs` every ancestor's."""
-        if made_dirs:
-            parts = key.split(".")[:-1]
-            for i in range(len(parts) + 1):
-                self._listing_changed(os.sep.join(parts[:i]))
-        else:
-            self._listing_changed(key.rpartition(".")[0].replace(".", os.sep))
+        for relpath in _changed_listings(key, made_dirs):
+            self._listing_changed(relpath)
 
     def _release_fd(self, handle: _Handle) -> None:
         with self._fd_lock:
             handle.users -= 1
-            if handle.retired and handle.users == 0:
-                os.close(handle.fd)
+            unused = handle.retired and handle.users == 0
+        if unused:
+            os.close(handle.fd)
 
     def _forget(self, key: str) -> None:
         """Drop cached state of a key whose file was replaced or removed."""
@@ -336,6 +385,7 @@ class DiskStore(Store):
             handle = self._fds.pop(key, None)
             if handle is not None:
                 self._retire(handle)
+        self._close_unused()
         self._forget_header(key)
 
     # header caching is a CachedDiskStore feature
@@ -413,6 +463,7 @@ class DiskStore(Store):
             os.unlink(path)
             raise
         self._install(key, fd, header)
+        self._close_unused()
         self._remember_header(key, header)
         self._series_created(key, made_dirs)
 
@@ -510,28 +561,17 @@ class DiskStore(Store):
         written that way. Keys it cannot do (no rule, an invalid key, an error)
         are left to the per-key path, which reports them."""
         with self._fd_lock:
-            misses = [k for k, p in points_by_key.items() if len(p) and k not in self._fds]
+            fds = self._fds
+            misses = [(k, p) for k, p in points_by_key.items() if k not in fds and p.timestamps.shape[0]]
         if len(misses) < OPEN_BATCH_MIN:
             return {}
-        jobs = []
-        for key in misses:
-            metadata = self.autocreate.metadata_for(key)
-            if metadata is None:
-                continue
-            try:
-                path = self._path(key)
-            except CycloneError:
-                continue
-            points, has_nan = _first_points(points_by_key[key])
-            jobs.append((key, path, self._new_file(metadata, None if has_nan else points), len(points)))
+        jobs = self._open_jobs(misses)
         self.stats_counters.add("fd_cache_misses", len(jobs))
         pool = self._open_pool()
 
         def submit(chunk: list[tuple]) -> tuple[list[list[tuple]], list[Future]]:
             parts = _split_by_directory(chunk, OPEN_THREADS)
-            return parts, [pool.submit(_open_or_create_all,
-                                       [(self._lock_for(key), path, new) for key, path, new, _ in part])
-                           for part in parts]
+            return parts, [pool.submit(_open_or_create_all, part) for part in parts]
 
         # rounds of OPEN_ROUND files, the next one opening while this one is put in the
         # cache: a bounded number of descriptors is open beyond the cache's
@@ -543,21 +583,47 @@ class DiskStore(Store):
             following = next(chunks, None)
             if following is not None:
                 in_flight.append(submit(following))
+            created: list[tuple[str, bool]] = []
             for part, future in zip(parts, futures):
-                for (key, path, new, n), result in zip(part, future.result()):
+                for (lock, path, new, key, n), result in zip(part, future.result()):
                     if isinstance(result, OSError):
                         self._creation_failed(key)
                         continue
                     fd, size, made_dirs = result
-                    with self._lock_for(key):
+                    with lock:
                         try:
-                            header, written = self._opened(key, path, new, fd, size, made_dirs)
+                            header, written = self._opened(key, path, new, fd, size, made_dirs, created)
                         except Exception:  # the per-key path opens it again and reports
                             continue
                         self._install(key, fd, header)
                     if written:
                         done[key] = n
+            self._many_created(created)
+            # descriptors the cache evicted are closed on the open threads too (closing
+            # a new ext4 file is kernel time, about a quarter of this thread's otherwise)
+            unused = self._take_unused_fds()
+            for share in (unused[i::OPEN_THREADS] for i in range(OPEN_THREADS)):
+                if share:
+                    pool.submit(_close_all, share)
         return done
+
+    def _open_jobs(self, misses: list[tuple[str, Points]]) -> list[tuple]:
+        """(key lock, path, NewFile, key, points) for the keys _open_many can do."""
+        rules = self.autocreate
+        locks = self._key_locks
+        jobs = []
+        for key, points in misses:
+            metadata = rules.metadata_for(key)
+            if metadata is None:
+                continue
+            try:
+                path = self._path(key)
+            except CycloneError:
+                continue
+            points, has_nan = _first_points(points)
+            jobs.append((locks[hash(key) % LOCK_STRIPES], path, self._new_file(metadata, None if has_nan else points),
+                         key, points.timestamps.shape[0]))
+        return jobs
 
     def _open_pool(self) -> ThreadPoolExecutor:
         with self._fd_lock:
@@ -817,6 +883,7 @@ class DiskStore(Store):
             for handle in list(self._fds.values()):
                 self._retire(handle)
             self._fds.clear()
+        self._close_unused()
 
     def prepopulate(self, depth: int) -> int:
         """Warm the directory cache down to `depth` levels; returns directories listed."""

@@ -1161,7 +1161,7 @@ def create_fd(fd: int, archive_list: Iterable[Sequence[int]], x_files_factor: fl
     otherwise the archives are zero-filled with one write. Both give the same
     bytes as whisper's ``create``.
     """
-    header, data = _layout_header(archive_list, x_files_factor, aggregation_method)
+    header, data = layout_header(archive_list, x_files_factor, aggregation_method)
     _write_new(fd, header, data, sparse, False)
     return header
 
@@ -1197,7 +1197,13 @@ def new_file(archive_list: Iterable[Sequence[int]], x_files_factor: float, aggre
              timestamps: np.ndarray | None = None, values: np.ndarray | None = None,
              now: int | None = None) -> NewFile:
     """The bytes of a new file, computed without touching it (see create_with_points_fd)."""
-    header, data = _layout_header(archive_list, x_files_factor, aggregation_method)
+    header, data = layout_header(archive_list, x_files_factor, aggregation_method)
+    return new_file_in_layout(header, data, timestamps, values, now)
+
+
+def new_file_in_layout(header: Header, data: bytes, timestamps: np.ndarray | None = None,
+                       values: np.ndarray | None = None, now: int | None = None) -> NewFile:
+    """new_file for a layout from layout_header."""
     if timestamps is None or values is None or not len(timestamps):
         return NewFile(header, data, None)
     run = _fresh_run(header.archives[0], np.asarray(timestamps, dtype=np.int64),
@@ -1249,7 +1255,7 @@ def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray,
     return (_pack_run(al, vl) if small else _pack(al, vl).tobytes()), al
 
 
-def _layout_header(archive_list: Iterable[Sequence[int]], x_files_factor: float,
+def layout_header(archive_list: Iterable[Sequence[int]], x_files_factor: float,
                    aggregation_method: int | str) -> tuple[Header, bytes]:
     """(Header, header bytes) of a new file, shared per layout."""
     try:
