@@ -732,6 +732,23 @@ def test_resize_same_resolutions_keeps_points(tmp_path, sc, grow):
                 assert x is None or (y is not None and same(x, y))
 
 
+def test_resize_keeps_points_a_future_point_would_push_out(tmp_path):
+    # a point from a clock ahead (996) is written, then older ones overwrite its slot
+    # in the 6 s archive of 3 slots, which holds 978, 984 and 990 at now = 994, while
+    # the 3 s archive still holds 996: resizing must not let 996 push 978 out
+    p = str(tmp_path / "f.wsp")
+    now = 999_999_994
+    C.create(p, [(3, 5), (6, 3)], 0.0, "average")
+    C.update_many(p, [(999_999_996, 4.0)], now=now)
+    C.update_many(p, [(999_999_978, 1.0), (999_999_984, 2.0), (999_999_990, 3.0)], now=now)
+    before = points_of(p)
+    assert before[1] == {999_999_978: 1.0, 999_999_984: 2.0, 999_999_990: 3.0}
+    C.resize(p, [(3, 5), (6, 3)], now=now)
+    after = points_of(p)
+    assert after[1] == {999_999_978: 1.0, 999_999_984: 2.0, 999_999_990: 3.0}
+    assert after[0] == before[0] == {999_999_984: 2.0, 999_999_990: 3.0, 999_999_996: 4.0}
+
+
 def test_many_archives_header(tmp_path):
     # more archives than read_header's first pread covers
     layout = [(2 ** i, 4) for i in range(25)]

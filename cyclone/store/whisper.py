@@ -72,7 +72,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -1183,8 +1183,7 @@ def create_with_points_fd(fd: int, archive_list: Iterable[Sequence[int]], x_file
     return new.header, new.intervals is not None
 
 
-@dataclass(frozen=True, slots=True)
-class NewFile:
+class NewFile(NamedTuple):  # a tuple: made once per new series, cheaper than a frozen dataclass
     """What a new series file gets: `data` at offset 0 (the header, and the first
     points when `intervals` is not None), then sparse zeros up to the file size."""
 
@@ -1206,8 +1205,12 @@ def new_file_in_layout(header: Header, data: bytes, timestamps: np.ndarray | Non
     """new_file for a layout from layout_header."""
     if timestamps is None or values is None or not len(timestamps):
         return NewFile(header, data, None)
-    run = _fresh_run(header.archives[0], np.asarray(timestamps, dtype=np.int64),
-                     np.asarray(values, dtype=np.float64), int(time.time()) if now is None else int(now))
+    now = int(time.time()) if now is None else int(now)
+    if len(timestamps) == 1:  # the usual first write of a series
+        run = _fresh_point(header.archives[0], int(timestamps[0]), float(values[0]), now)
+    else:
+        run = _fresh_run(header.archives[0], np.asarray(timestamps, dtype=np.int64),
+                         np.asarray(values, dtype=np.float64), now)
     if run is None:
         return NewFile(header, data, None)
     records, intervals = run
@@ -1232,18 +1235,22 @@ def propagate_first_run(fd: int, new: NewFile) -> None:
         _propagate_chain(fd, header, 0, np.asarray(intervals, dtype=np.int64), True, first)
 
 
+def _fresh_point(a: ArchiveInfo, t: int, value: float, now: int) -> tuple[bytes, list[int]] | None:
+    """_fresh_run of one point."""
+    interval = t - t % a.seconds_per_point
+    if t < now - a.retention or interval <= 0 or interval > _U32_MAX:
+        return None
+    return _POINT.pack(interval, value), [interval]
+
+
 def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray,
                now: int) -> tuple[bytes, list[int] | np.ndarray] | None:
     """(records, intervals) of points that an empty archive `a` (archive 0) stores
     as one run from slot 0, as update_many would; None if they do not form one."""
     n = len(ts)
     step = a.seconds_per_point
-    if n == 1:  # the usual first write of a series: one point
-        t = int(ts[0])
-        interval = t - t % step
-        if t < now - a.retention or interval <= 0 or interval > _U32_MAX:
-            return None
-        return _POINT.pack(interval, float(vals[0])), [interval]
+    if n == 1:
+        return _fresh_point(a, int(ts[0]), float(vals[0]), now)
     if n == 0 or int(ts[0]) < now - a.retention or not strictly_ascending(ts):
         return None
     small = n <= SMALL_BATCH
@@ -1678,10 +1685,14 @@ def resample_fd(src_fd: int, src_header: Header, dst_fd: int, dst_header: Header
             keep = now - t <= a.retention
             t, v = t[keep], v[keep]
             if len(t) and int(t[-1]) - int(t[0]) >= a.retention:
-                # more than one lap of the ring: per slot, the newest interval stays
+                # more than one lap of the ring: per slot, the newest interval up to now
+                # stays; a future one (written with a clock ahead) only in a slot no
+                # interval up to now has, so it never pushes out a point a fetch shows
                 slots = (t // step) % a.points
-                last = np.unique(slots[::-1], return_index=True)[1]
-                keep = np.sort(len(t) - 1 - last)
+                order = np.lexsort((t, t <= now, slots))
+                ranked = slots[order]
+                last = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], True))
+                keep = np.sort(order[last])
                 t, v = t[keep], v[keep]
         else:
             t = np.empty(0, dtype=np.int64)
