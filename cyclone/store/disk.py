@@ -71,6 +71,7 @@ LOCK_STRIPES = 1024
 OPEN_THREADS = 2
 OPEN_BATCH_MIN = 16
 OPEN_ROUND = 256  # files a round opens; at most 3 rounds open at once, inside fdlimit.RESERVED_FDS
+OPEN_FIRST_ROUND = 32
 
 
 def _open_making_dirs(path: str, flags: int) -> tuple[int, bool]:
@@ -125,12 +126,12 @@ def _close_all(fds: list[int]) -> None:
 
 
 def _split_by_directory(jobs: list[tuple], n: int) -> list[list[tuple]]:
-    """`n` shares of (_, path, ...) jobs, each directory in one share where there
-    are several: creating files in one directory is serialized by its lock, so
-    threads overlap only across directories. One directory: every n-th job."""
+    """`n` shares of (_, _, _, key, ...) jobs, each directory in one share where
+    there are several: creating files in one directory is serialized by its lock,
+    so threads overlap only across directories. One directory: every n-th job."""
     by_dir: dict[str, list[tuple]] = {}
     for job in jobs:
-        by_dir.setdefault(os.path.dirname(job[1]), []).append(job)
+        by_dir.setdefault(job[3].rpartition(".")[0], []).append(job)
     if len(by_dir) < n:
         return [jobs[i::n] for i in range(n)]
     parts: list[list[tuple]] = [[] for _ in range(n)]
@@ -565,17 +566,17 @@ class DiskStore(Store):
             misses = [(k, p) for k, p in points_by_key.items() if k not in fds and p.timestamps.shape[0]]
         if len(misses) < OPEN_BATCH_MIN:
             return {}
-        jobs = self._open_jobs(misses)
-        self.stats_counters.add("fd_cache_misses", len(jobs))
         pool = self._open_pool()
 
         def submit(chunk: list[tuple]) -> tuple[list[list[tuple]], list[Future]]:
             parts = _split_by_directory(chunk, OPEN_THREADS)
             return parts, [pool.submit(_open_or_create_all, part) for part in parts]
 
-        # rounds of OPEN_ROUND files, the next one opening while this one is put in the
-        # cache: a bounded number of descriptors is open beyond the cache's
-        chunks = iter([jobs[i:i + OPEN_ROUND] for i in range(0, len(jobs), OPEN_ROUND)])
+        # rounds of at most OPEN_ROUND files, each made when the one before it is
+        # submitted and opening while the one before that is put in the cache: the
+        # open threads start early, and a bounded number of descriptors is open
+        # beyond the cache's
+        chunks = self._open_rounds(misses)
         in_flight = deque(submit(chunk) for chunk in itertools.islice(chunks, 2))
         done: dict[str, int] = {}
         while in_flight:
@@ -607,11 +608,14 @@ class DiskStore(Store):
                     pool.submit(_close_all, share)
         return done
 
-    def _open_jobs(self, misses: list[tuple[str, Points]]) -> list[tuple]:
-        """(key lock, path, NewFile, key, points) for the keys _open_many can do."""
+    def _open_rounds(self, misses: list[tuple[str, Points]]) -> Iterator[list[tuple]]:
+        """Rounds of (key lock, path, NewFile, key, points) jobs for the keys
+        _open_many can do; the first round is small, so the open threads start
+        while the rest is made."""
         rules = self.autocreate
         locks = self._key_locks
-        jobs = []
+        size = OPEN_FIRST_ROUND
+        jobs: list[tuple] = []
         for key, points in misses:
             metadata = rules.metadata_for(key)
             if metadata is None:
@@ -623,7 +627,13 @@ class DiskStore(Store):
             points, has_nan = _first_points(points)
             jobs.append((locks[hash(key) % LOCK_STRIPES], path, self._new_file(metadata, None if has_nan else points),
                          key, points.timestamps.shape[0]))
-        return jobs
+            if len(jobs) == size:
+                self.stats_counters.add("fd_cache_misses", size)
+                yield jobs
+                jobs, size = [], OPEN_ROUND
+        if jobs:
+            self.stats_counters.add("fd_cache_misses", len(jobs))
+            yield jobs
 
     def _open_pool(self) -> ThreadPoolExecutor:
         with self._fd_lock:
