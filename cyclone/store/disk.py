@@ -154,10 +154,13 @@ class _Handle:
 
 def _first_points(points: Points) -> tuple[Points, bool]:
     """(non-empty points deduplicated and in time order, whether a value is NaN: a delete)."""
-    if len(points) > 1:
-        points = dedupe_last_wins(points)
-        return points, bool(np.isnan(points.values).any())
-    return points, math.isnan(points.values[0])
+    n = points.timestamps.shape[0]
+    if n == 1:
+        return points, math.isnan(points.values[0])
+    points = dedupe_last_wins(points)
+    if n <= whisper.SMALL_BATCH:  # numpy's any() costs more than a few floats in Python
+        return points, any(map(math.isnan, points.values.tolist()))
+    return points, bool(np.isnan(points.values).any())
 
 
 def dedupe_last_wins(points: Points) -> Points:
@@ -325,7 +328,8 @@ class DiskStore(Store):
         _, header, data = cached
         if first_points is None:
             return whisper.NewFile(header, data, None)
-        return whisper.new_file_in_layout(header, data, first_points.timestamps, first_points.values)
+        return whisper.new_file_in_layout(header, data, first_points.timestamps, first_points.values,
+                                          ascending=True)
 
     def _opened(self, key: str, path: str, new: whisper.NewFile | None, fd: int, size: int | None,
                 made_dirs: bool, created: list[tuple[str, bool]] | None = None) -> tuple[whisper.Header, bool]:

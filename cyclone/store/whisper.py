@@ -1201,8 +1201,10 @@ def new_file(archive_list: Iterable[Sequence[int]], x_files_factor: float, aggre
 
 
 def new_file_in_layout(header: Header, data: bytes, timestamps: np.ndarray | None = None,
-                       values: np.ndarray | None = None, now: int | None = None) -> NewFile:
-    """new_file for a layout from layout_header."""
+                       values: np.ndarray | None = None, now: int | None = None,
+                       ascending: bool = False) -> NewFile:
+    """new_file for a layout from layout_header (`ascending`: the caller has made the
+    timestamps strictly ascending)."""
     if timestamps is None or values is None or not len(timestamps):
         return NewFile(header, data, None)
     now = int(time.time()) if now is None else int(now)
@@ -1210,7 +1212,7 @@ def new_file_in_layout(header: Header, data: bytes, timestamps: np.ndarray | Non
         run = _fresh_point(header.archives[0], int(timestamps[0]), float(values[0]), now)
     else:
         run = _fresh_run(header.archives[0], np.asarray(timestamps, dtype=np.int64),
-                         np.asarray(values, dtype=np.float64), now)
+                         np.asarray(values, dtype=np.float64), now, ascending)
     if run is None:
         return NewFile(header, data, None)
     records, intervals = run
@@ -1243,15 +1245,15 @@ def _fresh_point(a: ArchiveInfo, t: int, value: float, now: int) -> tuple[bytes,
     return _POINT.pack(interval, value), [interval]
 
 
-def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray,
-               now: int) -> tuple[bytes, list[int] | np.ndarray] | None:
+def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray, now: int,
+               ascending: bool = False) -> tuple[bytes, list[int] | np.ndarray] | None:
     """(records, intervals) of points that an empty archive `a` (archive 0) stores
     as one run from slot 0, as update_many would; None if they do not form one."""
     n = len(ts)
     step = a.seconds_per_point
     if n == 1:
         return _fresh_point(a, int(ts[0]), float(vals[0]), now)
-    if n == 0 or int(ts[0]) < now - a.retention or not strictly_ascending(ts):
+    if n == 0 or int(ts[0]) < now - a.retention or not (ascending or strictly_ascending(ts)):
         return None
     small = n <= SMALL_BATCH
     al, vl = _last_per_interval_small(ts, vals, step) if small else _last_per_interval(ts, vals, step)
