@@ -83,10 +83,24 @@ def _open_making_dirs(path: str, flags: int) -> tuple[int, bool]:
         return os.open(path, flags, 0o644), True
 
 
-def _open_or_create(path: str, new: whisper.NewFile) -> tuple[int, int, bool]:
+def _open_or_create(path: str, new: whisper.NewFile, exists: bool = True) -> tuple[int, int, bool]:
     """Open a series file, making it (and its directories) if missing; an empty
     file gets `new`'s bytes. (fd, size before, made directories); caller holds
-    the key lock, so an empty file is never written twice."""
+    the key lock, so an empty file is never written twice. With `exists` False
+    (the file is probably new) an exclusive create comes first, which needs no
+    fstat when it succeeds."""
+    if not exists:
+        try:
+            fd, made_dirs = _open_making_dirs(path, os.O_RDWR | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            pass
+        else:
+            try:
+                whisper.write_new_file(fd, new)
+            except BaseException:
+                os.close(fd)
+                raise
+            return fd, 0, made_dirs
     fd, made_dirs = _open_making_dirs(path, os.O_RDWR | os.O_CREAT)
     try:
         size = os.fstat(fd).st_size
@@ -99,13 +113,13 @@ def _open_or_create(path: str, new: whisper.NewFile) -> tuple[int, int, bool]:
 
 
 def _open_or_create_all(jobs: list[tuple]) -> list[tuple[int, int, bool] | OSError]:
-    """_open_or_create for many (lock, path, NewFile, ...) jobs, each under its
-    lock (runs on an open thread)."""
+    """_open_or_create for many (lock, path, NewFile, key, points, exists) jobs,
+    each under its lock (runs on an open thread)."""
     out: list[tuple[int, int, bool] | OSError] = []
     for job in jobs:
         with job[0]:
             try:
-                out.append(_open_or_create(job[1], job[2]))
+                out.append(_open_or_create(job[1], job[2], job[5]))
             except OSError as e:
                 out.append(e)
     return out
@@ -409,6 +423,11 @@ class DiskStore(Store):
     def _remember_header(self, key: str, header: whisper.Header) -> None:
         pass
 
+    def _probably_exists(self, key: str) -> bool:
+        """Whether the file of a key not open is likely there (a hint: decides
+        which open is tried first)."""
+        return False
+
     def _forget_header(self, key: str) -> None:
         pass
 
@@ -590,7 +609,7 @@ class DiskStore(Store):
                 in_flight.append(submit(following))
             created: list[tuple[str, bool]] = []
             for part, future in zip(parts, futures):
-                for (lock, path, new, key, n), result in zip(part, future.result()):
+                for (lock, path, new, key, n, _), result in zip(part, future.result()):
                     if isinstance(result, OSError):
                         self._creation_failed(key)
                         continue
@@ -613,9 +632,9 @@ class DiskStore(Store):
         return done
 
     def _open_rounds(self, misses: list[tuple[str, Points]]) -> Iterator[list[tuple]]:
-        """Rounds of (key lock, path, NewFile, key, points) jobs for the keys
-        _open_many can do; the first round is small, so the open threads start
-        while the rest is made."""
+        """Rounds of (key lock, path, NewFile, key, points, file probably exists)
+        jobs for the keys _open_many can do; the first round is small, so the
+        open threads start while the rest is made."""
         rules = self.autocreate
         locks = self._key_locks
         size = OPEN_FIRST_ROUND
@@ -630,7 +649,7 @@ class DiskStore(Store):
                 continue
             points, has_nan = _first_points(points)
             jobs.append((locks[hash(key) % LOCK_STRIPES], path, self._new_file(metadata, None if has_nan else points),
-                         key, points.timestamps.shape[0]))
+                         key, points.timestamps.shape[0], self._probably_exists(key)))
             if len(jobs) == size:
                 self.stats_counters.add("fd_cache_misses", size)
                 yield jobs
@@ -984,6 +1003,9 @@ class CachedDiskStore(DiskStore):
     def _forget_header(self, key: str) -> None:
         with self._cache_lock:
             self._headers.pop(key, None)
+
+    def _probably_exists(self, key: str) -> bool:
+        return key in self._headers  # a cached header: the file was there
 
     def _list_dir(self, relpath: str) -> tuple[list[str], list[str]]:
         with self._cache_lock:

@@ -267,6 +267,30 @@ def test_a_batch_mixing_new_open_closed_bad_and_corrupt_series(tmp_path, cls):
     disk_store.close()
 
 
+@pytest.mark.parametrize("cls", [DiskStore, CachedDiskStore])
+def test_a_batch_of_series_existing_before_a_restart_and_an_empty_file(tmp_path, cls):
+    # a new store knows no headers, so the batch open tries an exclusive create
+    # first: for files that exist it must fall back to opening them
+    rules = AutocreateRules([["re.**", "60:1d", 0.5, "average"]])
+    t = now_aligned()
+    first = cls(str(tmp_path / "data"), rules)
+    assert first.write({f"re.k{i}": pts([(t - 60, float(i))]) for i in range(30)}) == {}
+    first.close()
+    empty = os.path.join(str(tmp_path / "data"), "re", "empty.wsp")
+    open(empty, "wb").close()  # a crash between create and header write
+    store = cls(str(tmp_path / "data"), rules)
+    batch = {f"re.k{i}": pts([(t, 100.0 + i)]) for i in range(30)}
+    batch["re.empty"] = pts([(t, 5.0)])
+    assert store.write(batch) == {}
+    r = store.read(["re.*"], t - 120, t + 60)["re.*"]
+    assert [values_at(r[f"re.k{i}"], [t - 60, t]) for i in range(30)] == [[float(i), 100.0 + i] for i in range(30)]
+    assert values_at(r["re.empty"], [t]) == [5.0]
+    assert store.stats()["series_created"] == 1
+    with open(os.path.join(str(tmp_path / "data"), "re", "k0.wsp"), "rb") as f:
+        assert len(f.read()) == 16 + 12 + 1440 * 12
+    store.close()
+
+
 def test_a_write_of_more_new_series_than_three_open_rounds(disk_store):
     from cyclone.store.disk import OPEN_ROUND  # rounds: OPEN_FIRST_ROUND, then OPEN_ROUND each
 
