@@ -7,7 +7,7 @@ files, directories, descriptors and locking:
 
 - an LRU of open file descriptors (`open_file_cache_size`, cut to what the
   open-file limit leaves: `cyclone.fdlimit`); an evicted descriptor is
-  closed once no thread is using it;
+  closed once no thread is using it, never under the cache's lock;
 - striped per-key locks, so two threads never touch one file at once;
 - a write to a missing series makes its file by the autocreate rules with
   one open(O_CREAT) (no failed open first); a file that is empty (a crash
@@ -18,10 +18,13 @@ files, directories, descriptors and locking:
 - a write of many series opens those not open (making the new ones, with
   their first points) on two threads of its own, each file under its key
   lock: creating a file is mostly kernel time, which the threads overlap
-  while the calling thread waits without the GIL (on ext4 a new series
-  costs 47-67 instead of 95-100 µs). Each directory goes to one thread, as
-  creations in one directory are serialized by its lock; rounds of
-  OPEN_ROUND files bound the descriptors open beyond the cache's;
+  while the calling thread waits without the GIL. A file whose header is
+  not cached is tried with an exclusive create first (a new one then needs
+  no fstat). Each directory goes to one thread, as creations in one
+  directory are serialized by its lock; rounds of OPEN_ROUND files (a
+  small first one, so the threads start early) bound the descriptors open
+  beyond the cache's, and what the cache evicts meanwhile is closed on the
+  same threads;
 - DiskStore re-reads the header on every call (other processes may edit
   files underneath it); CachedDiskStore keeps the header of an open file
   with its descriptor, caches headers of closed ones (`file_limit`) and
