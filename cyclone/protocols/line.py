@@ -88,6 +88,15 @@ def _floats(tokens: list[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
     return out, ok
 
 
+def _timestamps(tokens: list[bytes]) -> tuple[np.ndarray, np.ndarray | None]:
+    """_floats for timestamp tokens: whole seconds parse as ints (twice as fast),
+    anything else (fractions, exponents, nan, too big) as floats."""
+    try:
+        return np.fromiter(map(int, tokens), dtype=np.int64, count=len(tokens)).astype(np.float64), None
+    except (ValueError, OverflowError):
+        return _floats(tokens)
+
+
 def parse_lines(data: bytes, now: int, max_line_bytes: int = 0) -> ParsedLines:
     """Parse complete lines (the last one may lack its newline) into columns."""
     tokens = data.split()
@@ -158,7 +167,7 @@ def parse_lines(data: bytes, now: int, max_line_bytes: int = 0) -> ParsedLines:
 
     n = len(keys)
     vals, vok = _floats(vtok)
-    tsf_given, tok_ok = _floats(ttok)
+    tsf_given, tok_ok = _timestamps(ttok)
     if has_ts is None:
         tsf = tsf_given
         ts_parsed_ok = tok_ok
