@@ -14,7 +14,7 @@ frames of 500 datapoints like carbon-relay sends. Measured:
   whisper files. That time is the last modification time (st_mtime) of the
   series' files, taken once a check has found every file holding exactly
   its points. The check (two small preads a file, in this process) runs
-  only while the server is quiet (its CPU time still for QUIET_SECS), so it
+  only while the server is quiet (under 10% of a core for QUIET_SECS), so it
   takes no CPU from the server it measures and adds no lag of its own: a
   checker polling during the writes is either slow to see the last file
   (round-robin: once past the write front, it must go round every missing
