@@ -225,6 +225,8 @@ class CycloneProcess:
                     socket.create_connection(("127.0.0.1", pending[0]), timeout=1).close()
                 except OSError:
                     return False
+                if not self._listens_on(pending[0]):
+                    return False  # another process answers on that port
                 pending.pop(0)
             return not says_ready or "cyclone ready" in self.output()[self._log_start:]
 
@@ -234,6 +236,30 @@ class CycloneProcess:
                 self.kill()
                 raise RuntimeError(f"server not ready within {timeout} s:\n{self.output()}")
             time.sleep(0.05)
+
+    def _listens_on(self, port: int) -> bool:
+        """Whether the server process itself holds a listening TCP socket on `port`
+        (Linux /proc; True where that cannot be read, the connect check then stands)."""
+        inodes: set[str] = set()
+        try:
+            for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+                with open(table) as f:
+                    next(f)
+                    for row in f:
+                        fields = row.split()
+                        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                            inodes.add(fields[9])
+            fd_dir = f"/proc/{self.proc.pid}/fd"
+            fds = os.listdir(fd_dir)
+        except OSError:
+            return True
+        held = set()
+        for fd in fds:
+            try:
+                held.add(os.readlink(os.path.join(fd_dir, fd)))
+            except OSError:  # closed meanwhile
+                pass
+        return any(f"socket:[{inode}]" in held for inode in inodes)
 
     def _check_running(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:

@@ -48,6 +48,17 @@ def test_port_in_use_exits_nonzero_with_message(tmp_path) -> None:
     assert f"cannot listen for pickle protocol on 127.0.0.1:{port}: address already in use" in r.stderr
 
 
+def test_the_harness_knows_the_servers_listeners_from_anothers(cyclone_server: CycloneProcess) -> None:
+    # wait_ready must not take a port someone else answers on for the server's
+    # (at log_level >= 2 the server prints no "ready" line to wait for)
+    with socket.socket() as foreign:
+        foreign.bind(("127.0.0.1", 0))
+        foreign.listen()
+        assert not cyclone_server._listens_on(foreign.getsockname()[1])
+    assert cyclone_server._listens_on(cyclone_server.line_port)
+    assert cyclone_server._listens_on(cyclone_server.pickle_port)
+
+
 def test_console_script_and_module_entry_points(tmp_path) -> None:
     r = subprocess.run([PYTHON, "-m", "cyclone", "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "config" in r.stdout
