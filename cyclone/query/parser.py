@@ -215,11 +215,12 @@ class _Parser:
         while True:
             self.skip_ws()
             kw = self.kwarg_name()
-            if kw is not None:
+            value = self._keyword_value(kw) if kw is not None else None
+            if value is not None:
                 kw_name, kw_pos = kw
                 if any(k == kw_name for k, _ in kwargs):
                     raise self.error(f"{name}(): keyword argument {kw_name!r} given twice", kw_pos)
-                kwargs.append((kw_name, self.argument()))
+                kwargs.append((kw_name, value))
                 kw_positions.append(kw_pos)
             else:
                 arg_pos = self.i
@@ -237,6 +238,26 @@ class _Parser:
                 self.open_parens.pop()
                 return Call(name, tuple(args), tuple(kwargs), start, self.text[start : self.i], tuple(kw_positions))
             raise self.unexpected("',' or ')'")
+
+    def _keyword_value(self, kw: tuple[str, int]) -> Expr | None:
+        """The value after `name=`; None (back at the name) when what follows is no
+        argument but the text reads as a path, as graphite's grammar does
+        (`f(a=.b)` is the path `a=.b`: '=' is a metric character)."""
+        parens = len(self.open_parens)
+        try:
+            return self.argument()
+        except QueryError as e:
+            self.i = kw[1]
+            del self.open_parens[parens:]
+            try:
+                self.path()
+            except QueryError:
+                raise e from None
+            self.skip_ws()
+            if not (self._followed_by_arg_end(self.i) or self.peek() == "|"):
+                raise e from None
+            self.i = kw[1]
+            return None
 
     def kwarg_name(self) -> tuple[str, int] | None:
         m = _IDENT_RE.match(self.text, self.i)

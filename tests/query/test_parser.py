@@ -365,7 +365,7 @@ def test_same_tree_as_graphite(target, oracle):
 
 # -- random targets: wherever graphite's grammar parses the whole text, we agree ------
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, example, given, settings, strategies as st  # noqa: E402
 
 _path_chars = st.sampled_from(list("abcxyz019_-:#@%=*?[]~!$^&+;<>`/") + ["\\(", "\\,", "\\="])
 _element = st.lists(_path_chars, min_size=1, max_size=4).map("".join)
@@ -405,6 +405,10 @@ _expression = st.recursive(_path, lambda children: st.one_of(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(target=_expression)
+# `name=` followed by no argument: graphite reads the whole as a path ('=' is a metric character)
+@example(target="f(a=.a)")
+@example(target="f(x, a=.a.b, b=1)")
+@example(target="f(a=.5|g())")
 def test_random_targets_parse_like_graphite(target, oracle):
     from graphite.render.grammar_unsafe import grammar as graphite_grammar
     from pyparsing import ParseException
