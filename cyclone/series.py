@@ -8,6 +8,7 @@ these objects around unchanged. Every per-key result carries its own
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Container, Sequence
 
@@ -121,23 +122,28 @@ def group_columns(keys: Sequence[str], ts: np.ndarray, vals: np.ndarray) -> dict
         return dict(zip(keys, map(Points.wrap, ts.reshape(-1, 1), vals.reshape(-1, 1))))
     id_of = dict(zip(uniq, range(len(uniq))))
     ids = np.fromiter(map(id_of.__getitem__, keys), dtype=np.int64, count=n)
-    order = np.argsort(ids, kind="stable")
+    order, starts, ends = id_runs(ids)
     sts = ts[order]
     svals = vals[order]
-    ends = np.cumsum(np.bincount(ids, minlength=len(uniq))).tolist()
-    out = {}
-    start = 0
-    for key, end in zip(uniq, ends):
-        out[key] = Points.wrap(sts[start:end], svals[start:end])
-        start = end
-    return out
+    # ids were given in order of first appearance, so run i is uniq[i]'s
+    return {key: Points.wrap(sts[s:e], svals[s:e]) for key, s, e in zip(uniq, starts.tolist(), ends.tolist())}
+
+
+def id_runs(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order, starts, ends): the stable order that groups equal ids (input
+    order kept within an id), and where each id's run begins and ends in it."""
+    order = np.argsort(ids, kind="stable")
+    sids = ids[order]
+    bounds = np.flatnonzero(sids[1:] != sids[:-1]) + 1
+    return order, np.concatenate(([0], bounds)), np.concatenate((bounds, [len(ids)]))
 
 
 def drop_rows(keys: Sequence[str | None], ts: np.ndarray, vals: np.ndarray,
               drop: Container[str | None]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Parallel columns without the rows whose key is in `drop`."""
-    keep = np.fromiter((k not in drop for k in keys), dtype=bool, count=len(keys))
-    return [k for k in keys if k not in drop], ts[keep], vals[keep]
+    keep = [k not in drop for k in keys]
+    mask = np.array(keep, dtype=bool)
+    return list(itertools.compress(keys, keep)), ts[mask], vals[mask]
 
 
 @dataclass

@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 PROMPT = b"cyclone> "
@@ -239,27 +241,12 @@ class CycloneProcess:
 
     def _listens_on(self, port: int) -> bool:
         """Whether the server process itself holds a listening TCP socket on `port`
-        (Linux /proc; True where that cannot be read, the connect check then stands)."""
-        inodes: set[str] = set()
+        (True where that cannot be read: the connect check then stands)."""
         try:
-            for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-                with open(table) as f:
-                    next(f)
-                    for row in f:
-                        fields = row.split()
-                        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
-                            inodes.add(fields[9])
-            fd_dir = f"/proc/{self.proc.pid}/fd"
-            fds = os.listdir(fd_dir)
-        except OSError:
+            conns = psutil.Process(self.proc.pid).net_connections(kind="tcp")
+        except psutil.Error:
             return True
-        held = set()
-        for fd in fds:
-            try:
-                held.add(os.readlink(os.path.join(fd_dir, fd)))
-            except OSError:  # closed meanwhile
-                pass
-        return any(f"socket:[{inode}]" in held for inode in inodes)
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in conns)
 
     def _check_running(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:

@@ -43,7 +43,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 from lru import LRU
@@ -115,14 +115,24 @@ def _open_or_create(path: str, new: whisper.NewFile, exists: bool = True) -> tup
     return fd, size, made_dirs
 
 
-def _open_or_create_all(jobs: list[tuple]) -> list[tuple[int, int, bool] | OSError]:
-    """_open_or_create for many (lock, path, NewFile, key, points, exists) jobs,
-    each under its lock (runs on an open thread)."""
+class _OpenJob(NamedTuple):
+    """One file of a batch open (see DiskStore._open_many)."""
+
+    lock: threading.Lock  # the key's
+    path: str
+    new: whisper.NewFile  # what the file gets if it is new (or empty)
+    key: str
+    points: int  # how many points `new` carries
+    exists: bool  # the file is probably there: no exclusive create first
+
+
+def _open_or_create_all(jobs: list[_OpenJob]) -> list[tuple[int, int, bool] | OSError]:
+    """_open_or_create for many jobs, each under its key lock (runs on an open thread)."""
     out: list[tuple[int, int, bool] | OSError] = []
     for job in jobs:
-        with job[0]:
+        with job.lock:
             try:
-                out.append(_open_or_create(job[1], job[2], job[5]))
+                out.append(_open_or_create(job.path, job.new, job.exists))
             except OSError as e:
                 out.append(e)
     return out
@@ -142,16 +152,16 @@ def _close_all(fds: list[int]) -> None:
         os.close(fd)
 
 
-def _split_by_directory(jobs: list[tuple], n: int) -> list[list[tuple]]:
-    """`n` shares of (_, _, _, key, ...) jobs, each directory in one share where
-    there are several: creating files in one directory is serialized by its lock,
-    so threads overlap only across directories. One directory: every n-th job."""
-    by_dir: dict[str, list[tuple]] = {}
+def _split_by_directory(jobs: list[_OpenJob], n: int) -> list[list[_OpenJob]]:
+    """`n` shares of jobs, each directory in one share where there are several:
+    creating files in one directory is serialized by its lock, so threads
+    overlap only across directories. One directory: every n-th job."""
+    by_dir: dict[str, list[_OpenJob]] = {}
     for job in jobs:
-        by_dir.setdefault(job[3].rpartition(".")[0], []).append(job)
+        by_dir.setdefault(job.key.rpartition(".")[0], []).append(job)
     if len(by_dir) < n:
         return [jobs[i::n] for i in range(n)]
-    parts: list[list[tuple]] = [[] for _ in range(n)]
+    parts: list[list[_OpenJob]] = [[] for _ in range(n)]
     for group in sorted(by_dir.values(), key=len, reverse=True):
         min(parts, key=len).extend(group)
     return parts
@@ -594,7 +604,7 @@ class DiskStore(Store):
             return {}
         pool = self._open_pool()
 
-        def submit(chunk: list[tuple]) -> tuple[list[list[tuple]], list[Future]]:
+        def submit(chunk: list[_OpenJob]) -> tuple[list[list[_OpenJob]], list[Future]]:
             parts = _split_by_directory(chunk, OPEN_THREADS)
             return parts, [pool.submit(_open_or_create_all, part) for part in parts]
 
@@ -612,19 +622,20 @@ class DiskStore(Store):
                 in_flight.append(submit(following))
             created: list[tuple[str, bool]] = []
             for part, future in zip(parts, futures):
-                for (lock, path, new, key, n, _), result in zip(part, future.result()):
+                for job, result in zip(part, future.result()):
+                    key = job.key
                     if isinstance(result, OSError):
                         self._creation_failed(key)
                         continue
                     fd, size, made_dirs = result
-                    with lock:
+                    with job.lock:
                         try:
-                            header, written = self._opened(key, path, new, fd, size, made_dirs, created)
+                            header, written = self._opened(key, job.path, job.new, fd, size, made_dirs, created)
                         except Exception:  # the per-key path opens it again and reports
                             continue
                         self._install(key, fd, header)
                     if written:
-                        done[key] = n
+                        done[key] = job.points
             self._many_created(created)
             # descriptors the cache evicted are closed on the open threads too (closing
             # a new ext4 file is kernel time, about a quarter of this thread's otherwise)
@@ -634,14 +645,15 @@ class DiskStore(Store):
                     pool.submit(_close_all, share)
         return done
 
-    def _open_rounds(self, misses: list[tuple[str, Points]]) -> Iterator[list[tuple]]:
-        """Rounds of (key lock, path, NewFile, key, points, file probably exists)
-        jobs for the keys _open_many can do; the first round is small, so the
-        open threads start while the rest is made."""
+    def _open_rounds(self, misses: list[tuple[str, Points]]) -> Iterator[list[_OpenJob]]:
+        """Rounds of jobs for the keys _open_many can do; the first round is
+        small, so the open threads start while the rest is made. A file that is
+        probably there gets no points with its NewFile: the per-key path writes
+        them (preparing them here too would be done twice)."""
         rules = self.autocreate
         locks = self._key_locks
         size = OPEN_FIRST_ROUND
-        jobs: list[tuple] = []
+        jobs: list[_OpenJob] = []
         for key, points in misses:
             metadata = rules.metadata_for(key)
             if metadata is None:
@@ -650,9 +662,13 @@ class DiskStore(Store):
                 path = self._path(key)
             except CycloneError:
                 continue
-            points, has_nan = _first_points(points)
-            jobs.append((locks[hash(key) % LOCK_STRIPES], path, self._new_file(metadata, None if has_nan else points),
-                         key, points.timestamps.shape[0], self._probably_exists(key)))
+            lock = locks[hash(key) % LOCK_STRIPES]
+            if self._probably_exists(key):
+                jobs.append(_OpenJob(lock, path, self._new_file(metadata, None), key, 0, True))
+            else:
+                points, has_nan = _first_points(points)
+                jobs.append(_OpenJob(lock, path, self._new_file(metadata, None if has_nan else points), key,
+                                     points.timestamps.shape[0], False))
             if len(jobs) == size:
                 self.stats_counters.add("fd_cache_misses", size)
                 yield jobs

@@ -1207,12 +1207,8 @@ def new_file_in_layout(header: Header, data: bytes, timestamps: np.ndarray | Non
     timestamps strictly ascending)."""
     if timestamps is None or values is None or not len(timestamps):
         return NewFile(header, data, None)
-    now = int(time.time()) if now is None else int(now)
-    if len(timestamps) == 1:  # the usual first write of a series
-        run = _fresh_point(header.archives[0], int(timestamps[0]), float(values[0]), now)
-    else:
-        run = _fresh_run(header.archives[0], np.asarray(timestamps, dtype=np.int64),
-                         np.asarray(values, dtype=np.float64), now, ascending)
+    run = _fresh_run(header.archives[0], timestamps, values, int(time.time()) if now is None else int(now),
+                     ascending)
     if run is None:
         return NewFile(header, data, None)
     records, intervals = run
@@ -1237,22 +1233,20 @@ def propagate_first_run(fd: int, new: NewFile) -> None:
         _propagate_chain(fd, header, 0, np.asarray(intervals, dtype=np.int64), True, first)
 
 
-def _fresh_point(a: ArchiveInfo, t: int, value: float, now: int) -> tuple[bytes, list[int]] | None:
-    """_fresh_run of one point."""
-    interval = t - t % a.seconds_per_point
-    if t < now - a.retention or interval <= 0 or interval > _U32_MAX:
-        return None
-    return _POINT.pack(interval, value), [interval]
-
-
 def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray, now: int,
                ascending: bool = False) -> tuple[bytes, list[int] | np.ndarray] | None:
     """(records, intervals) of points that an empty archive `a` (archive 0) stores
     as one run from slot 0, as update_many would; None if they do not form one."""
     n = len(ts)
+    if n == 1:  # the usual first write of a series: no numpy conversions
+        t = int(ts[0])
+        interval = t - t % a.seconds_per_point
+        if t < now - a.retention or interval <= 0 or interval > _U32_MAX:
+            return None
+        return _POINT.pack(interval, float(vals[0])), [interval]
+    ts = np.asarray(ts, dtype=np.int64)
+    vals = np.asarray(vals, dtype=np.float64)
     step = a.seconds_per_point
-    if n == 1:
-        return _fresh_point(a, int(ts[0]), float(vals[0]), now)
     if n == 0 or int(ts[0]) < now - a.retention or not (ascending or strictly_ascending(ts)):
         return None
     small = n <= SMALL_BATCH
@@ -1265,7 +1259,7 @@ def _fresh_run(a: ArchiveInfo, ts: np.ndarray, vals: np.ndarray, now: int,
 
 
 def layout_header(archive_list: Iterable[Sequence[int]], x_files_factor: float,
-                   aggregation_method: int | str) -> tuple[Header, bytes]:
+                  aggregation_method: int | str) -> tuple[Header, bytes]:
     """(Header, header bytes) of a new file, shared per layout."""
     try:
         layout = tuple((int(p), int(n)) for p, n in archive_list)

@@ -52,6 +52,7 @@ from cyclone.series import (
     ReadResult,
     SeriesMetadata,
     drop_rows,
+    id_runs,
 )
 from cyclone.store.autocreate import AutocreateRules
 from cyclone.store.base import Store, timed
@@ -141,22 +142,17 @@ class _Generation:
         ids, ts, vals = self.flat()
         if not len(ids):
             return
-        order = np.argsort(ids, kind="stable")
-        sids = ids[order]
+        order, starts, ends = id_runs(ids)
+        run_ids = ids[order[starts]]
         sts = ts[order]
         svals = vals[order]
         del order
-        bounds = np.flatnonzero(sids[1:] != sids[:-1]) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [len(sids)]))
-        del bounds
         keys = self.keys
         for i in range(0, len(starts), size):
             # Python ints for one batch at a time: for every series at once they
             # would be ~100 bytes a series of peak memory
-            batch_starts = starts[i:i + size]
             batch = {}
-            for kid, s, e in zip(sids[batch_starts].tolist(), batch_starts.tolist(),
+            for kid, s, e in zip(run_ids[i:i + size].tolist(), starts[i:i + size].tolist(),
                                  ends[i:i + size].tolist()):
                 key = keys[kid]
                 if key not in hold:

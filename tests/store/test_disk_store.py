@@ -304,14 +304,13 @@ def test_a_write_of_more_new_series_than_three_open_rounds(disk_store):
 
 
 def test_open_jobs_split_by_directory_between_threads():
-    from cyclone.store.disk import _split_by_directory
+    from cyclone.store.disk import _OpenJob, _split_by_directory
 
-    # jobs are (key lock, path, NewFile, key, points)
-    jobs = [(None, f"/data/{d}/k{i}.wsp", None, f"{d}.k{i}", 1)
+    jobs = [_OpenJob(None, f"/data/{d}/k{i}.wsp", None, f"{d}.k{i}", 1, False)
             for d, n in (("a", 5), ("b", 3), ("c", 2)) for i in range(n)]
     parts = _split_by_directory(jobs, 2)
-    assert [sorted({os.path.dirname(j[1]) for j in part}) for part in parts] == [["/data/a"], ["/data/b", "/data/c"]]
-    assert sorted(j[3] for part in parts for j in part) == sorted(j[3] for j in jobs)
+    assert [sorted({os.path.dirname(j.path) for j in part}) for part in parts] == [["/data/a"], ["/data/b", "/data/c"]]
+    assert sorted(j.key for part in parts for j in part) == sorted(j.key for j in jobs)
     one_dir = jobs[:5]
     assert _split_by_directory(one_dir, 2) == [one_dir[0::2], one_dir[1::2]]
 
